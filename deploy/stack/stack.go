@@ -1,0 +1,484 @@
+// Package stack runs the whole of Rampart in one process: an embedded NATS
+// server with JetStream and TLS, the four services on real TCP listeners with
+// real mutual TLS, and SQLite databases, all under one state directory. It is
+// what `make run` (deploy/devstack) starts and what the end-to-end tests
+// drive, so the tests exercise exactly the code a developer runs.
+package stack
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	authapp "github.com/rampart-go/rampart/auth-service/app"
+	gatewayapp "github.com/rampart-go/rampart/gateway/app"
+	orderapp "github.com/rampart-go/rampart/order-service/app"
+	"github.com/rampart-go/rampart/shared/config"
+	"github.com/rampart-go/rampart/shared/mtls"
+	"github.com/rampart-go/rampart/shared/natsx"
+	"github.com/rampart-go/rampart/shared/service"
+	userapp "github.com/rampart-go/rampart/user-service/app"
+)
+
+// Service names, in start order: the gateway last, once its upstreams listen.
+const (
+	Auth    = "auth-service"
+	User    = "user-service"
+	Order   = "order-service"
+	Gateway = "gateway"
+)
+
+// Services lists every service in start order.
+var Services = []string{Auth, User, Order, Gateway}
+
+// AllowedCallers is the default mTLS caller allowlist of each service: the
+// gateway calls everyone; order-service calls user- and auth-service;
+// user-service calls auth-service; nothing else.
+var AllowedCallers = map[string][]string{
+	Auth:  {Gateway, Order, User},
+	User:  {Gateway, Order},
+	Order: {Gateway},
+}
+
+// Options configure Start.
+type Options struct {
+	// Dir holds all state: PKI, databases, keys, NATS storage, secrets.
+	Dir string
+	// Fresh wipes Dir first.
+	Fresh bool
+	// Addrs overrides listener addresses, keyed "<service>" for the API
+	// listener, "<service>-ops" for the ops listener and "nats". Missing
+	// keys take the CONTRACT §1 defaults, or 127.0.0.1:0 when Ephemeral.
+	Addrs map[string]string
+	// Ephemeral puts every listener on a free loopback port.
+	Ephemeral bool
+	// LogWriter receives every service's JSON logs (default stderr).
+	LogWriter io.Writer
+	// SpanProcessors are added to every service's tracer provider.
+	SpanProcessors []sdktrace.SpanProcessor
+	// CertReloadInterval is passed to every service (default 30s).
+	CertReloadInterval time.Duration
+	// OTLPEndpoint, when set, exports every service's spans.
+	OTLPEndpoint string
+}
+
+// DefaultAddrs are the CONTRACT §1 defaults. None collides with the ports
+// real servers on a developer machine may hold (4222, 5432, 6379, ...).
+var DefaultAddrs = map[string]string{
+	Gateway: "127.0.0.1:8443", Gateway + "-ops": "127.0.0.1:9181",
+	Auth: "127.0.0.1:9441", Auth + "-ops": "127.0.0.1:9182",
+	User: "127.0.0.1:9442", User + "-ops": "127.0.0.1:9183",
+	Order: "127.0.0.1:9443", Order + "-ops": "127.0.0.1:9184",
+	"nats": "127.0.0.1:14222",
+}
+
+// Endpoints is endpoints.json (CONTRACT §1).
+type Endpoints struct {
+	Gateway  string                      `json:"gateway"`
+	Services map[string]ServiceEndpoints `json:"services"`
+	NATS     string                      `json:"nats"`
+	CAFile   string                      `json:"ca_file"`
+}
+
+// ServiceEndpoints are one service's listener URLs.
+type ServiceEndpoints struct {
+	API string `json:"api"`
+	Ops string `json:"ops"`
+}
+
+// Stack is a running Rampart.
+type Stack struct {
+	Dir       string
+	Endpoints Endpoints
+	// PKIDir holds ca.crt, ca.key and one <service>.crt/.key pair each.
+	PKIDir string
+	// CA signs every service certificate (tests use it to mint identities).
+	CA *mtls.CA
+	// NATS is the embedded server.
+	NATS *natsx.Embedded
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   map[string]error
+	done   chan struct{}
+}
+
+// secrets are generated on first run and kept in Dir/secrets.json (0600).
+type secrets struct {
+	NATSPasswords map[string]string `json:"nats_passwords"`
+}
+
+// Start prepares the state directory, starts NATS and the four services,
+// waits until the gateway is ready and writes endpoints.json. The stack runs
+// until ctx ends or Stop is called.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	if o.Fresh {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("wipe %s: %w", dir, err)
+		}
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "pki"), filepath.Join(dir, "data"), filepath.Join(dir, "nats")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	logw := o.LogWriter
+	if logw == nil {
+		logw = os.Stderr
+	}
+	log := slog.New(slog.NewJSONHandler(logw, nil)).With(slog.String("service", "devstack"))
+
+	s := &Stack{Dir: dir, PKIDir: filepath.Join(dir, "pki"), errs: map[string]error{}, done: make(chan struct{})}
+	if s.CA, err = mtls.EnsureCA(s.PKIDir); err != nil {
+		return nil, fmt.Errorf("dev CA: %w", err)
+	}
+	hosts := []string{"localhost"}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	for _, name := range append(append([]string{}, Services...), "nats") {
+		if _, _, err := s.CA.EnsureLeaf(s.PKIDir, name, append(hosts, name), ips, 24*time.Hour); err != nil {
+			return nil, fmt.Errorf("certificate for %s: %w", name, err)
+		}
+	}
+	sec, err := loadSecrets(filepath.Join(dir, "secrets.json"))
+	if err != nil {
+		return nil, err
+	}
+
+	// Bind every socket before anything starts, so that each service's
+	// configuration can name the real addresses of the others.
+	listeners := map[string]net.Listener{}
+	closeAll := func() {
+		for _, l := range listeners {
+			_ = l.Close()
+		}
+	}
+	addr := func(key string) string {
+		if a, ok := o.Addrs[key]; ok && a != "" {
+			return a
+		}
+		if o.Ephemeral {
+			return "127.0.0.1:0"
+		}
+		return DefaultAddrs[key]
+	}
+	for _, name := range Services {
+		for _, key := range []string{name, name + "-ops"} {
+			l, err := net.Listen("tcp", addr(key))
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("listen for %s: %w", key, err)
+			}
+			listeners[key] = l
+		}
+	}
+
+	natsTLS, err := s.natsServerTLS()
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	natsHost, natsPort, err := splitHostPort(addr("nats"))
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	users := make([]natsx.User, 0, len(Services))
+	for _, name := range Services {
+		pub, sub := natsx.ServicePermissions(NATSPublish[name], NATSSubscribe[name])
+		users = append(users, natsx.User{Name: name, Password: sec.NATSPasswords[name], Publish: pub, Subscribe: sub})
+	}
+	if s.NATS, err = natsx.StartEmbedded(natsx.EmbeddedOptions{
+		Host: natsHost, Port: natsPort, StoreDir: filepath.Join(dir, "nats"), TLS: natsTLS, Users: users, Logger: log,
+	}); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+
+	httpsURL := func(key string) *url.URL {
+		return &url.URL{Scheme: "https", Host: listeners[key].Addr().String()}
+	}
+	publicURL := httpsURL(Gateway)
+	s.Endpoints = Endpoints{
+		Gateway:  publicURL.String(),
+		Services: map[string]ServiceEndpoints{},
+		NATS:     s.NATS.ClientURL(),
+		CAFile:   filepath.Join(s.PKIDir, "ca.crt"),
+	}
+	for _, name := range Services {
+		s.Endpoints.Services[name] = ServiceEndpoints{
+			API: httpsURL(name).String(),
+			Ops: "http://" + listeners[name+"-ops"].Addr().String(),
+		}
+	}
+
+	common := func(name string, db bool) config.Common {
+		c := config.Common{
+			Service:           name,
+			PublicURL:         publicURL,
+			TLSCert:           filepath.Join(s.PKIDir, name+".crt"),
+			TLSKey:            filepath.Join(s.PKIDir, name+".key"),
+			TLSCA:             filepath.Join(s.PKIDir, "ca.crt"),
+			NATSURL:           s.NATS.ClientURL(),
+			NATSUser:          name,
+			NATSPassword:      sec.NATSPasswords[name],
+			AllowedCallers:    AllowedCallers[name],
+			RequireClientCert: true,
+			LogLevel:          "info",
+			ShutdownTimeout:   10 * time.Second,
+			OTLPEndpoint:      o.OTLPEndpoint,
+		}
+		if db {
+			c.DatabaseURL = "sqlite://" + filepath.Join(dir, "data", name+".db")
+		}
+		return c
+	}
+	overrides := func(name string) service.Overrides {
+		return service.Overrides{
+			APIListener: listeners[name], OpsListener: listeners[name+"-ops"],
+			LogWriter: logw, SpanProcessors: o.SpanProcessors, CertReloadInterval: o.CertReloadInterval,
+		}
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	s.cancel = cancel
+	run := func(name string, fn func(context.Context) error) {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := fn(runCtx); err != nil {
+				s.mu.Lock()
+				s.errs[name] = err
+				s.mu.Unlock()
+				log.Error("service stopped with error", slog.String("name", name), slog.Any("error", err))
+				cancel() // one service down takes the stack down: no half-running demo
+			}
+		}()
+	}
+	run(Auth, func(ctx context.Context) error {
+		return authapp.Run(ctx, authapp.Config{
+			Common: common(Auth, true), KeysDir: filepath.Join(dir, "keys"), KeyRotation: 24 * time.Hour,
+			AccessTokenTTL: 10 * time.Minute, Runtime: overrides(Auth),
+		})
+	})
+	run(User, func(ctx context.Context) error {
+		return userapp.Run(ctx, userapp.Config{Common: common(User, true), Runtime: overrides(User)})
+	})
+	run(Order, func(ctx context.Context) error {
+		return orderapp.Run(ctx, orderapp.Config{Common: common(Order, true), Runtime: overrides(Order)})
+	})
+	run(Gateway, func(ctx context.Context) error {
+		return gatewayapp.Run(ctx, gatewayapp.Config{
+			Common: common(Gateway, false),
+			Upstreams: map[string]*url.URL{
+				Auth: httpsURL(Auth), User: httpsURL(User), Order: httpsURL(Order),
+			},
+			UpstreamTimeout: 15 * time.Second,
+			Runtime:         overrides(Gateway),
+		})
+	})
+	go func() {
+		s.wg.Wait()
+		s.NATS.Shutdown()
+		close(s.done)
+	}()
+
+	if err := s.waitReady(runCtx, 60*time.Second); err != nil {
+		s.Stop()
+		if serr := s.Err(); serr != nil {
+			return nil, serr
+		}
+		return nil, err
+	}
+	if err := writeJSON(filepath.Join(dir, "endpoints.json"), s.Endpoints, 0o644); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NATSPublish and NATSSubscribe are each service's own NATS subjects: least
+// privilege, so a compromised gateway cannot forge domain events and a
+// compromised order-service cannot publish revocations.
+var (
+	NATSPublish = map[string][]string{
+		Gateway: {"rampart.security.gateway.>"},
+		Auth:    {"rampart.security.auth-service.>", "rampart.events.account.>", "rampart.revocations", "$KV.rampart_revocations.>"},
+		User:    {"rampart.security.user-service.>", "rampart.events.user.>"},
+		Order:   {"rampart.security.order-service.>", "rampart.events.order.>"},
+	}
+	NATSSubscribe = map[string][]string{
+		Gateway: {"rampart.revocations"},
+		Auth:    {},
+		User:    {},
+		Order:   {},
+	}
+)
+
+// Wait blocks until every service has stopped.
+func (s *Stack) Wait() { <-s.done }
+
+// Stop stops every service gracefully and waits for them and NATS.
+func (s *Stack) Stop() {
+	s.cancel()
+	s.Wait()
+}
+
+// Err joins the errors of services that stopped with one.
+func (s *Stack) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for name, err := range s.errs {
+		errs = append(errs, fmt.Errorf("%s: %w", name, err))
+	}
+	return errors.Join(errs...)
+}
+
+// HTTPClient returns a client that trusts the dev CA and, when identity is
+// not empty, presents that service's certificate (for calling service APIs
+// directly, as a peer would).
+func (s *Stack) HTTPClient(identity string) (*http.Client, error) {
+	pool, err := mtls.LoadPool(s.Endpoints.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	if identity != "" {
+		cert, err := tls.LoadX509KeyPair(filepath.Join(s.PKIDir, identity+".crt"), filepath.Join(s.PKIDir, identity+".key"))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}, nil
+}
+
+// waitReady polls every ops /readyz, then the gateway's public /readyz.
+func (s *Stack) waitReady(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	client, err := s.HTTPClient("")
+	if err != nil {
+		return err
+	}
+	urls := []string{}
+	for _, name := range Services {
+		urls = append(urls, s.Endpoints.Services[name].Ops+"/readyz")
+	}
+	urls = append(urls, s.Endpoints.Gateway+"/readyz")
+	for _, u := range urls {
+		for {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			resp, err := client.Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for %s: %w", u, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Stack) natsServerTLS() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(s.PKIDir, "nats.crt"), filepath.Join(s.PKIDir, "nats.key"))
+	if err != nil {
+		return nil, fmt.Errorf("NATS certificate: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+func loadSecrets(path string) (*secrets, error) {
+	var s secrets
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+	default:
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if s.NATSPasswords == nil {
+		s.NATSPasswords = map[string]string{}
+	}
+	changed := false
+	for _, name := range Services {
+		if s.NATSPasswords[name] == "" {
+			s.NATSPasswords[name] = Secret()
+			changed = true
+		}
+	}
+	if changed {
+		if err := writeJSON(path, s, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return &s, nil
+}
+
+// Secret returns 256 random bits, base64url encoded.
+func Secret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// writeJSON writes v atomically with the given mode.
+func writeJSON(path string, v any, mode os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), mode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("NATS address %q: %w", addr, err)
+	}
+	var p int
+	if _, err := fmt.Sscanf(port, "%d", &p); err != nil {
+		return "", 0, fmt.Errorf("NATS address %q: bad port", addr)
+	}
+	if p == 0 {
+		p = -1 // nats-server's "pick a free port"
+	}
+	return host, p, nil
+}

@@ -1,0 +1,7 @@
+module github.com/rampart-go/rampart/user-service
+
+go 1.26.0
+
+require github.com/rampart-go/rampart/shared v0.0.0
+
+replace github.com/rampart-go/rampart/shared => ../shared
