@@ -112,11 +112,12 @@ type Stack struct {
 	// NATS is the embedded server.
 	NATS *natsx.Embedded
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	errs   map[string]error
-	done   chan struct{}
+	secrets *secrets
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	errs    map[string]error
+	done    chan struct{}
 }
 
 // secrets are generated on first run and kept in Dir/secrets.json (0600).
@@ -207,6 +208,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		pub, sub := natsx.ServicePermissions(NATSPublish[name], NATSSubscribe[name])
 		users = append(users, natsx.User{Name: name, Password: sec.NATSPasswords[name], Publish: pub, Subscribe: sub})
 	}
+	// The ops user reads streams (the audit tail, the tests) and may publish
+	// nothing but JetStream API requests.
+	opsPub, opsSub := natsx.ServicePermissions(nil, []string{"rampart.>"})
+	users = append(users, natsx.User{Name: OpsUser, Password: sec.NATSPasswords[OpsUser], Publish: opsPub, Subscribe: opsSub})
+	s.secrets = sec
 	if s.NATS, err = natsx.StartEmbedded(natsx.EmbeddedOptions{
 		Host: natsHost, Port: natsPort, StoreDir: filepath.Join(dir, "nats"), TLS: natsTLS, Users: users, Logger: log,
 	}); err != nil {
@@ -280,8 +286,13 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			AccessTokenTTL: 10 * time.Minute, Runtime: overrides(Auth),
 		})
 	})
+	tokenCfg := service.TokenConfig{
+		JWKSURL:  httpsURL(Auth).JoinPath("/.well-known/jwks.json"),
+		Issuer:   publicURL.String(),
+		Audience: service.DefaultAudience,
+	}
 	run(User, func(ctx context.Context) error {
-		return userapp.Run(ctx, userapp.Config{Common: common(User, true), Runtime: overrides(User)})
+		return userapp.Run(ctx, userapp.Config{Common: common(User, true), Tokens: tokenCfg, Runtime: overrides(User)})
 	})
 	run(Order, func(ctx context.Context) error {
 		return orderapp.Run(ctx, orderapp.Config{Common: common(Order, true), Runtime: overrides(Order)})
@@ -333,6 +344,13 @@ var (
 		Order:   {},
 	}
 )
+
+// OpsUser is the NATS user for operators' read-only tools.
+const OpsUser = "ops"
+
+// NATSPassword returns the generated NATS password of user (a service name
+// or OpsUser).
+func (s *Stack) NATSPassword(user string) string { return s.secrets.NATSPasswords[user] }
 
 // Wait blocks until every service has stopped.
 func (s *Stack) Wait() { <-s.done }
@@ -431,7 +449,7 @@ func loadSecrets(path string) (*secrets, error) {
 		s.NATSPasswords = map[string]string{}
 	}
 	changed := false
-	for _, name := range Services {
+	for _, name := range append(append([]string{}, Services...), OpsUser) {
 		if s.NATSPasswords[name] == "" {
 			s.NATSPasswords[name] = Secret()
 			changed = true

@@ -280,6 +280,15 @@ func (rt *Runtime) Serve(ctx context.Context, api http.Handler) error {
 	return err
 }
 
+func readyCheck(name string, ready func() bool) server.Check {
+	return server.Check{Name: name, Fn: func(context.Context) error {
+		if !ready() {
+			return fmt.Errorf("%s not ready", name)
+		}
+		return nil
+	}}
+}
+
 func (rt *Runtime) listen(ctx context.Context, l net.Listener, addr string) (net.Listener, error) {
 	if l != nil {
 		return l, nil
