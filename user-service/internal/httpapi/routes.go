@@ -29,7 +29,7 @@ type Deps struct {
 }
 
 // Every role may read its own profile; the token must carry users:read.
-var readOwn = policy.Rule{AnyRole: []string{"USER", "MANAGER", "ADMIN"}, AllScopes: []string{"users:read"}}
+var readOwn = policy.Rule{AnyRole: policy.AnyRole(), AllScopes: []string{"users:read"}}
 
 // Routes registers the whole API on e.
 func Routes(e *gin.Engine, d Deps) {

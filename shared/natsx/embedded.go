@@ -1,0 +1,153 @@
+package natsx
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// EmbeddedOptions configure StartEmbedded.
+type EmbeddedOptions struct {
+	Host string
+	// Port -1 picks a free port.
+	Port int
+	// StoreDir is where JetStream keeps its files.
+	StoreDir string
+	// TLS, when set, is required of every client.
+	TLS *tls.Config
+	// Users, when set, enables username/password authentication with
+	// per-user permissions; no anonymous access.
+	Users  []User
+	Logger *slog.Logger
+}
+
+// User is one NATS account user with allow lists (and an optional deny list
+// for publishing). An empty allow list denies everything.
+type User struct {
+	Name, Password     string
+	Publish, Subscribe []string
+	PublishDeny        []string
+}
+
+// DestructiveJetStreamAPI returns the JetStream API subjects no service
+// needs: deleting or purging a stream, or removing single messages. Deny
+// them so a compromised service cannot erase the security record.
+func DestructiveJetStreamAPI() []string {
+	return []string{"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>"}
+}
+
+// ServicePermissions completes a service's own subjects with what a
+// JetStream client needs: the JetStream API (to publish with acks, create
+// streams idempotently and consume) and acknowledgements, and replies on
+// _INBOX. The destructive API is denied separately (DestructiveJetStreamAPI).
+func ServicePermissions(publish, subscribe []string) (pub, sub []string) {
+	pub = append(append([]string{}, publish...), "$JS.API.>", "$JS.ACK.>")
+	sub = append(append([]string{}, subscribe...), "_INBOX.>")
+	return pub, sub
+}
+
+// Embedded is a running in-process nats-server.
+type Embedded struct {
+	srv *server.Server
+	tls bool
+}
+
+// StartEmbedded starts the real nats-server in-process with JetStream and
+// waits until it accepts connections.
+func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
+	opts := &server.Options{
+		ServerName: "rampart-embedded",
+		Host:       o.Host,
+		Port:       o.Port,
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		NoSigs:     true,
+		// JetStream limits sized for a laptop, not a cluster.
+		JetStreamMaxMemory: 256 << 20,
+		JetStreamMaxStore:  4 << 30,
+		MaxPayload:         1 << 20,
+	}
+	if o.TLS != nil {
+		opts.TLSConfig = o.TLS
+		opts.TLS = true
+		opts.TLSTimeout = 2
+	}
+	for _, u := range o.Users {
+		opts.Users = append(opts.Users, &server.User{
+			Username: u.Name,
+			Password: u.Password,
+			Permissions: &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: nonNil(u.Publish), Deny: u.PublishDeny},
+				Subscribe: &server.SubjectPermission{Allow: nonNil(u.Subscribe)},
+			},
+		})
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats-server: %w", err)
+	}
+	if o.Logger != nil {
+		srv.SetLoggerV2(&logAdapter{log: o.Logger}, false, false, false)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("nats-server: not ready within 10s")
+	}
+	return &Embedded{srv: srv, tls: o.TLS != nil}, nil
+}
+
+// nonNil turns an empty allow list into an explicit deny-all: nats-server
+// reads a nil Allow as "everything".
+func nonNil(s []string) []string {
+	if len(s) == 0 {
+		return []string{"_NOTHING_ALLOWED_"}
+	}
+	return s
+}
+
+// ClientURL is the URL clients dial: tls:// when TLS is required.
+func (e *Embedded) ClientURL() string {
+	u := e.srv.ClientURL()
+	if e.tls {
+		u = "tls://" + strings.TrimPrefix(u, "nats://")
+	}
+	return u
+}
+
+// Server exposes the server for tests that need its internals.
+func (e *Embedded) Server() *server.Server { return e.srv }
+
+// Shutdown stops the server and waits until it has.
+func (e *Embedded) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// logAdapter sends nats-server's log to slog: notices at debug (they are
+// chatty start-up lines), warnings and errors as such.
+type logAdapter struct{ log *slog.Logger }
+
+func (l *logAdapter) Noticef(format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), slog.String("component", "nats-server"))
+}
+func (l *logAdapter) Warnf(format string, v ...any) {
+	l.log.Warn(fmt.Sprintf(format, v...), slog.String("component", "nats-server"))
+}
+func (l *logAdapter) Fatalf(format string, v ...any) {
+	l.log.Error(fmt.Sprintf(format, v...), slog.String("component", "nats-server"))
+}
+func (l *logAdapter) Errorf(format string, v ...any) {
+	l.log.Error(fmt.Sprintf(format, v...), slog.String("component", "nats-server"))
+}
+func (l *logAdapter) Debugf(format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), slog.String("component", "nats-server"))
+}
+func (l *logAdapter) Tracef(format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), slog.String("component", "nats-server"))
+}
