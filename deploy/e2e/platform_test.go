@@ -206,19 +206,24 @@ func TestTraceContinuesFromGatewayToServiceAndThroughNATS(t *testing.T) {
 	}
 	reqID := resp.Header.Get("X-Request-Id")
 
+	// user-service served exactly one API request in this test; its trace
+	// must be rooted in a server span of the gateway.
 	var gatewayTrace trace.TraceID
-	waitFor(t, 2*time.Second, "gateway and user-service spans", func() bool {
-		var gw, us bool
-		for _, s := range e.spans.Ended() {
-			svc := serviceOf(s.Resource().Attributes())
-			if svc == stack.Gateway && s.SpanKind() == trace.SpanKindServer {
-				gatewayTrace, gw = s.SpanContext().TraceID(), true
+	waitFor(t, 5*time.Second, "gateway and user-service spans in one trace", func() bool {
+		spans := e.spans.Ended()
+		for _, s := range spans {
+			if serviceOf(s.Resource().Attributes()) != stack.User || s.SpanKind() != trace.SpanKindServer {
+				continue
 			}
-			if svc == stack.User && s.SpanKind() == trace.SpanKindServer && gw && s.SpanContext().TraceID() == gatewayTrace {
-				us = true
+			for _, g := range spans {
+				if serviceOf(g.Resource().Attributes()) == stack.Gateway && g.SpanKind() == trace.SpanKindServer &&
+					g.SpanContext().TraceID() == s.SpanContext().TraceID() && !g.Parent().IsValid() {
+					gatewayTrace = g.SpanContext().TraceID()
+					return true
+				}
 			}
 		}
-		return gw && us
+		return false
 	})
 
 	for {

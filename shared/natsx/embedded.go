@@ -114,8 +114,8 @@ func nonNil(s []string) []string {
 // ClientURL is the URL clients dial: tls:// when TLS is required.
 func (e *Embedded) ClientURL() string {
 	u := e.srv.ClientURL()
-	if e.tls {
-		u = "tls://" + strings.TrimPrefix(u, "nats://")
+	if _, hostport, ok := strings.Cut(u, "://"); ok && e.tls {
+		u = "tls://" + hostport
 	}
 	return u
 }

@@ -10,7 +10,8 @@ import (
 	"github.com/rampart-go/rampart/shared/tokens"
 )
 
-// Roles.
+// The roles of CONTRACT §3, exactly as tokens carry them (case matters:
+// "admin" is not ADMIN).
 const (
 	RoleAdmin   = "ADMIN"
 	RoleManager = "MANAGER"
@@ -28,20 +29,33 @@ type Rule struct {
 	AllScopes []string
 }
 
-// Decision is the outcome; Reason is the access.denied reason on refusal.
+// The access.denied reasons (CONTRACT §4) Check can give.
+const (
+	ReasonRole  = "role"
+	ReasonScope = "scope"
+)
+
+// Decision is the outcome; Reason is the access.denied reason on refusal
+// (ReasonRole or ReasonScope) and empty when Allowed.
 type Decision struct {
 	Allowed bool
-	Reason  string // "role" or "scope"
+	Reason  string
 }
 
-// Check applies r to c: roles first, then scopes.
+// Check applies r to c: roles first, then scopes, so a user without the
+// role is told "role" even when scopes are also missing. It is pure: no
+// I/O, no clock. A nil c (no verified token) is refused with "role" whatever
+// the rule, so a route wired without authentication fails closed.
 func Check(c *tokens.Claims, r Rule) Decision {
+	if c == nil {
+		return Decision{Reason: ReasonRole}
+	}
 	if len(r.AnyRole) > 0 && !slices.ContainsFunc(r.AnyRole, c.HasRole) {
-		return Decision{Reason: "role"}
+		return Decision{Reason: ReasonRole}
 	}
 	for _, s := range r.AllScopes {
 		if !c.HasScope(s) {
-			return Decision{Reason: "scope"}
+			return Decision{Reason: ReasonScope}
 		}
 	}
 	return Decision{Allowed: true}

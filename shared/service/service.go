@@ -106,10 +106,11 @@ func New(ctx context.Context, o Options) (rt *Runtime, err error) {
 	}
 	rt = &Runtime{Config: c, Telemetry: tel, Log: tel.Logger, opts: o}
 	rt.closers = append(rt.closers, func(ctx context.Context) { _ = tel.Shutdown(ctx) })
+	started := rt
 	defer func() {
 		if err != nil {
-			rt.close(context.WithoutCancel(ctx))
-			rt = nil
+			started.Log.Error("start failed", slog.Any("error", err))
+			started.close(context.WithoutCancel(ctx))
 		}
 	}()
 
