@@ -49,9 +49,9 @@ func NewCA(commonName string, validity time.Duration) (*CA, error) {
 		// Name constraints: this CA may only vouch for Rampart identities and
 		// local names, so a leaked dev CA key cannot mint a certificate for a
 		// real domain that a browser trusting it would accept.
-		PermittedURIDomains:         []string{TrustDomain},
-		PermittedDNSDomains:         []string{"localhost", "rampart.local", "gateway", "auth-service", "user-service", "order-service", "nats"},
-		PermittedIPRanges:           loopbackAndPrivateRanges(),
+		PermittedURIDomains: []string{TrustDomain},
+		PermittedDNSDomains: []string{"localhost", "rampart.local", "gateway", "auth-service", "user-service", "order-service", "nats"},
+		PermittedIPRanges:   loopbackAndPrivateRanges(),
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

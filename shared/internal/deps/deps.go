@@ -7,8 +7,8 @@ package deps
 import (
 	_ "github.com/gin-gonic/gin"
 	_ "github.com/glebarez/sqlite"
-	_ "github.com/golang-jwt/jwt/v5"
 	_ "github.com/go-jose/go-jose/v4"
+	_ "github.com/golang-jwt/jwt/v5"
 	_ "github.com/google/uuid"
 	_ "github.com/nats-io/nats-server/v2/server"
 	_ "github.com/nats-io/nats.go"
