@@ -184,7 +184,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	for _, name := range Services {
 		for _, key := range []string{name, name + "-ops"} {
-			l, err := net.Listen("tcp", addr(key))
+			var lc net.ListenConfig
+			l, err := lc.Listen(ctx, "tcp", addr(key))
 			if err != nil {
 				closeAll()
 				return nil, fmt.Errorf("listen for %s: %w", key, err)

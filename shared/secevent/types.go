@@ -19,7 +19,7 @@ const (
 	ClientFailed      Type = "auth.client.failed"
 	GrantInvalid      Type = "auth.grant.invalid"
 	RefreshReused     Type = "auth.refresh.reused"
-	TokenRevoked      Type = "auth.token.revoked"
+	TokenRevoked      Type = "auth.token.revoked" //nolint:gosec // G101: an event type name, not a credential
 	TokenRejected     Type = "token.rejected"
 	AccessDenied      Type = "access.denied"
 	RateLimitExceeded Type = "ratelimit.exceeded"

@@ -133,6 +133,7 @@ func ValidRequestID(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		//nolint:staticcheck // QF1001: an allowlist reads clearer stated positively
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			return false
 		}

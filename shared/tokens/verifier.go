@@ -438,6 +438,7 @@ func isToken68(s string) bool {
 	}
 	for i := 0; i < len(body); i++ {
 		c := body[i]
+		//nolint:staticcheck // QF1001: an allowlist reads clearer stated positively
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
 			return false

@@ -362,7 +362,10 @@ func Thumbprint(pub crypto.PublicKey) (string, error) {
 		if k.Curve != elliptic.P256() {
 			return "", errors.New("keys: only P-256 EC keys")
 		}
-		x, y := pad(k.X, 32), pad(k.Y, 32)
+		x, y, err := ecXY(k)
+		if err != nil {
+			return "", err
+		}
 		canon = fmt.Sprintf(`{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}`, b64(x), b64(y))
 	case *rsa.PublicKey:
 		canon = fmt.Sprintf(`{"e":"%s","kty":"RSA","n":"%s"}`, b64(big.NewInt(int64(k.E)).Bytes()), b64(k.N.Bytes()))
@@ -376,21 +379,25 @@ func Thumbprint(pub crypto.PublicKey) (string, error) {
 func publicJWK(pub crypto.PublicKey) (map[string]string, error) {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
-		return map[string]string{"kty": "EC", "crv": "P-256", "x": b64(pad(k.X, 32)), "y": b64(pad(k.Y, 32))}, nil
+		x, y, err := ecXY(k)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)}, nil
 	case *rsa.PublicKey:
 		return map[string]string{"kty": "RSA", "n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}, nil
 	}
 	return nil, fmt.Errorf("keys: unsupported key type %T", pub)
 }
 
-func pad(n *big.Int, size int) []byte {
-	b := n.Bytes()
-	if len(b) >= size {
-		return b
+// ecXY returns a P-256 key's fixed-width coordinates from its uncompressed
+// encoding (0x04 || X || Y).
+func ecXY(k *ecdsa.PublicKey) (x, y []byte, err error) {
+	b, err := k.Bytes()
+	if err != nil || len(b) != 65 {
+		return nil, nil, fmt.Errorf("keys: encode EC key: %w", err)
 	}
-	out := make([]byte, size)
-	copy(out[size-len(b):], b)
-	return out
+	return b[1:33], b[33:65], nil
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
