@@ -1,0 +1,99 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func validEnv(t *testing.T) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"c.crt", "c.key", "ca.crt"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return map[string]string{
+		"RAMPART_PUBLIC_URL":   "https://127.0.0.1:8443",
+		"RAMPART_TLS_CERT":     filepath.Join(dir, "c.crt"),
+		"RAMPART_TLS_KEY":      filepath.Join(dir, "c.key"),
+		"RAMPART_TLS_CA":       filepath.Join(dir, "ca.crt"),
+		"RAMPART_DATABASE_URL": "sqlite://data/x.db",
+		"RAMPART_NATS_URL":     "tls://nats.internal:4222",
+	}
+}
+
+// TestReadCommon: each missing or malformed variable gives one line naming
+// it; secrets are never echoed; insecure settings need RAMPART_INSECURE_DEV.
+func TestReadCommon(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, key, value, want string
+	}{
+		{"a missing public URL is named", "RAMPART_PUBLIC_URL", "", "RAMPART_PUBLIC_URL: required but not set"},
+		{"a relative public URL is refused", "RAMPART_PUBLIC_URL", "/x", "RAMPART_PUBLIC_URL: must be an absolute"},
+		{"a plain-HTTP public URL is insecure", "RAMPART_PUBLIC_URL", "http://example.com", "RAMPART_PUBLIC_URL: plain-HTTP public URL refused"},
+		{"a missing certificate is named", "RAMPART_TLS_CERT", "", "RAMPART_TLS_CERT: required but not set"},
+		{"an unreadable key file is named", "RAMPART_TLS_KEY", "/nonexistent/key", "RAMPART_TLS_KEY: cannot read"},
+		{"a missing CA is named", "RAMPART_TLS_CA", "", "RAMPART_TLS_CA: required but not set"},
+		{"a missing database URL is named", "RAMPART_DATABASE_URL", "", "RAMPART_DATABASE_URL: required but not set"},
+		{"an unknown database scheme is refused", "RAMPART_DATABASE_URL", "mysql://u:hunter2@h/db", "RAMPART_DATABASE_URL: must be an absolute"},
+		{"a missing NATS URL is named", "RAMPART_NATS_URL", "", "RAMPART_NATS_URL: required but not set"},
+		{"plain NATS off loopback is insecure", "RAMPART_NATS_URL", "nats://nats.internal:4222", "RAMPART_NATS_URL: plain-text NATS"},
+		{"disabling client certificates is insecure", "RAMPART_REQUIRE_CLIENT_CERT", "false", "RAMPART_REQUIRE_CLIENT_CERT: disabling client-certificate checks refused"},
+		{"a malformed boolean is named", "RAMPART_REQUIRE_CLIENT_CERT", "yes", "RAMPART_REQUIRE_CLIENT_CERT: must be 1, 0, true or false"},
+		{"a bad log level is named", "RAMPART_LOG_LEVEL", "loud", "RAMPART_LOG_LEVEL: must be debug"},
+		{"a bad shutdown timeout is named", "RAMPART_SHUTDOWN_TIMEOUT", "forever", "RAMPART_SHUTDOWN_TIMEOUT: must be a duration"},
+		{"a bad listener address is named", "RAMPART_API_ADDR", "localhost", "RAMPART_API_ADDR: must be host:port"},
+		{"a bad caller name is named", "RAMPART_ALLOWED_CALLERS", "gateway,Evil Service", "RAMPART_ALLOWED_CALLERS: must list service names"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := validEnv(t)
+			if tc.value == "" {
+				delete(env, tc.key)
+			} else {
+				env[tc.key] = tc.value
+			}
+			r := NewReader(MapLookup(env))
+			ReadCommon(r, "svc", "127.0.0.1:1", "127.0.0.1:2", true)
+			err := r.Err()
+			var ce *Error
+			if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.HasPrefix(ce.Problems[0], tc.want) {
+				t.Fatalf("got %v, want one line starting %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("a secret was echoed: %v", err)
+			}
+		})
+	}
+}
+
+func TestEveryProblemIsReportedAtOnce(t *testing.T) {
+	t.Parallel()
+	r := NewReader(MapLookup(map[string]string{}))
+	ReadCommon(r, "svc", "127.0.0.1:1", "127.0.0.1:2", true)
+	var ce *Error
+	if !errors.As(r.Err(), &ce) || len(ce.Problems) != 6 {
+		t.Fatalf("got %v, want six problems", r.Err())
+	}
+}
+
+func TestInsecureDevAllowsWithAWarning(t *testing.T) {
+	t.Parallel()
+	env := validEnv(t)
+	env["RAMPART_NATS_URL"] = "nats://nats.internal:4222"
+	env["RAMPART_INSECURE_DEV"] = "1"
+	r := NewReader(MapLookup(env))
+	c := ReadCommon(r, "svc", "127.0.0.1:1", "127.0.0.1:2", true)
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Warnings()) != 1 || !c.InsecureDev {
+		t.Fatalf("warnings %v", r.Warnings())
+	}
+}
