@@ -42,6 +42,7 @@ func start(t testing.TB) *env {
 	s, err := stack.Start(ctx, stack.Options{
 		Dir: t.TempDir(), Ephemeral: true, LogWriter: io.Discard,
 		SpanProcessors: []sdktrace.SpanProcessor{rec}, CertReloadInterval: 100 * time.Millisecond,
+		AuthRatePerMinute: 100_000, AuthRateBurst: 10_000,
 	})
 	if err != nil {
 		cancel()

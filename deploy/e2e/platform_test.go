@@ -74,8 +74,10 @@ func TestGatewayReachesEveryServiceOverMTLS(t *testing.T) {
 		}
 	})
 
-	t.Run("user-service refuses a request without a token", func(t *testing.T) {
-		before := e.metric(t, stack.User, "rampart_security_events_total", secEventLabels("missing", stack.User, "token.rejected"))
+	// The gateway checks tokens at the edge, so a request without one never
+	// reaches user-service: the refusal and its event are the gateway's.
+	t.Run("the edge refuses a user-service request without a token", func(t *testing.T) {
+		before := e.metric(t, stack.Gateway, "rampart_security_events_total", secEventLabels("missing", stack.Gateway, "token.rejected"))
 		resp, body := get(t, e.public, gw+"/api/v1/users/me", nil)
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
@@ -86,9 +88,9 @@ func TestGatewayReachesEveryServiceOverMTLS(t *testing.T) {
 		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
 			t.Errorf("Content-Type = %q", ct)
 		}
-		after := e.metric(t, stack.User, "rampart_security_events_total", secEventLabels("missing", stack.User, "token.rejected"))
+		after := e.metric(t, stack.Gateway, "rampart_security_events_total", secEventLabels("missing", stack.Gateway, "token.rejected"))
 		if after != before+1 {
-			t.Errorf("user-service token.rejected/missing went %v -> %v, want +1", before, after)
+			t.Errorf("gateway token.rejected/missing went %v -> %v, want +1", before, after)
 		}
 	})
 }
@@ -195,13 +197,22 @@ func (e *env) clientWithCert(t testing.TB, ca *mtls.CA, identity string) *http.C
 
 // TestTraceContinuesFromGatewayToServiceAndThroughNATS: one trace id from
 // the gateway's server span, through the mTLS hop into user-service, and on
-// into the security event user-service publishes on NATS.
+// into the security event user-service publishes on NATS. The token is valid
+// (so the gateway forwards it) but lacks users:read, so user-service itself
+// refuses it with access.denied.
 func TestTraceContinuesFromGatewayToServiceAndThroughNATS(t *testing.T) {
 	e := start(t)
-	next := e.securityEvents(t, "rampart.security.user-service.token.rejected")
+	user := e.Credentials.Accounts["user"]
+	code, verifier := e.newCode(t, nil, user.Email, user.Password)
+	st, _, tok := e.redeem(t, code, verifier)
+	if st != http.StatusOK {
+		t.Fatalf("redeem: %d %v", st, tok)
+	}
+	next := e.securityEvents(t, "rampart.security.user-service.access.denied")
 
-	resp, body := get(t, e.public, e.Endpoints.Gateway+"/api/v1/users/me", nil)
-	if resp.StatusCode != http.StatusUnauthorized {
+	resp, body := get(t, e.public, e.Endpoints.Gateway+"/api/v1/users/me",
+		http.Header{"Authorization": {"Bearer " + tok["access_token"].(string)}})
+	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
 	reqID := resp.Header.Get("X-Request-Id")

@@ -75,6 +75,10 @@ type Options struct {
 	CertReloadInterval time.Duration
 	// OTLPEndpoint, when set, exports every service's spans.
 	OTLPEndpoint string
+	// AuthRatePerMinute and AuthRateBurst override the auth service's
+	// per-address login and token limits (0: its defaults). Tests that
+	// sign in many times from loopback raise them.
+	AuthRatePerMinute, AuthRateBurst int
 }
 
 // DefaultAddrs are the CONTRACT §1 defaults. None collides with the ports
@@ -111,6 +115,8 @@ type Stack struct {
 	CA *mtls.CA
 	// NATS is the embedded server.
 	NATS *natsx.Embedded
+	// Credentials are the demo accounts and clients (credentials.json).
+	Credentials authapp.Credentials
 
 	secrets *secrets
 	cancel  context.CancelFunc
@@ -164,6 +170,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	credsFile := filepath.Join(dir, "credentials.json")
+	if s.Credentials, err = ensureCredentials(credsFile); err != nil {
+		return nil, err
+	}
 
 	// Bind every socket before anything starts, so that each service's
 	// configuration can name the real addresses of the others.
@@ -207,12 +217,14 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	users := make([]natsx.User, 0, len(Services))
 	for _, name := range Services {
 		pub, sub := natsx.ServicePermissions(NATSPublish[name], NATSSubscribe[name])
-		users = append(users, natsx.User{Name: name, Password: sec.NATSPasswords[name], Publish: pub, Subscribe: sub})
+		users = append(users, natsx.User{Name: name, Password: sec.NATSPasswords[name], Publish: pub, Subscribe: sub,
+			PublishDeny: natsx.DestructiveJetStreamAPI()})
 	}
 	// The ops user reads streams (the audit tail, the tests) and may publish
 	// nothing but JetStream API requests.
 	opsPub, opsSub := natsx.ServicePermissions(nil, []string{"rampart.>"})
-	users = append(users, natsx.User{Name: OpsUser, Password: sec.NATSPasswords[OpsUser], Publish: opsPub, Subscribe: opsSub})
+	users = append(users, natsx.User{Name: OpsUser, Password: sec.NATSPasswords[OpsUser], Publish: opsPub, Subscribe: opsSub,
+		PublishDeny: natsx.DestructiveJetStreamAPI()})
 	s.secrets = sec
 	if s.NATS, err = natsx.StartEmbedded(natsx.EmbeddedOptions{
 		Host: natsHost, Port: natsPort, StoreDir: filepath.Join(dir, "nats"), TLS: natsTLS, Users: users, Logger: log,
@@ -284,7 +296,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	run(Auth, func(ctx context.Context) error {
 		return authapp.Run(ctx, authapp.Config{
 			Common: common(Auth, true), KeysDir: filepath.Join(dir, "keys"), KeyRotation: 24 * time.Hour,
-			AccessTokenTTL: 10 * time.Minute, Runtime: overrides(Auth),
+			AccessTokenTTL: 10 * time.Minute, SeedFile: credsFile, AuthRatePerMinute: o.AuthRatePerMinute, AuthRateBurst: o.AuthRateBurst,
+			Runtime: overrides(Auth),
 		})
 	})
 	tokenCfg := service.TokenConfig{
@@ -298,6 +311,14 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	run(Order, func(ctx context.Context) error {
 		return orderapp.Run(ctx, orderapp.Config{Common: common(Order, true), Runtime: overrides(Order)})
 	})
+	// The gateway checks tokens at the edge with the same settings as the
+	// services; raised auth limits (tests that sign in many times from
+	// loopback) apply to its named limits too.
+	var gatewayLimits gatewayapp.RateLimitConfig
+	if o.AuthRatePerMinute > 0 {
+		l := fmt.Sprintf("%d/m:%d", o.AuthRatePerMinute, max(o.AuthRateBurst, 1))
+		gatewayLimits = gatewayapp.RateLimitConfig{Anonymous: l, Authenticated: l, Login: l, Token: l, Register: l}
+	}
 	run(Gateway, func(ctx context.Context) error {
 		return gatewayapp.Run(ctx, gatewayapp.Config{
 			Common: common(Gateway, false),
@@ -305,6 +326,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 				Auth: httpsURL(Auth), User: httpsURL(User), Order: httpsURL(Order),
 			},
 			UpstreamTimeout: 15 * time.Second,
+			Tokens:          tokenCfg,
+			RateLimits:      gatewayLimits,
 			Runtime:         overrides(Gateway),
 		})
 	})
@@ -462,6 +485,35 @@ func loadSecrets(path string) (*secrets, error) {
 		}
 	}
 	return &s, nil
+}
+
+// ensureCredentials loads DIR/credentials.json, generating it (mode 0600)
+// on first run: the demo accounts' passwords and the machine client's
+// secret exist only there and, hashed, in the auth service's database.
+func ensureCredentials(path string) (authapp.Credentials, error) {
+	var c authapp.Credentials
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &c); err != nil {
+			return c, fmt.Errorf("read %s: %w", path, err)
+		}
+		return c, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return c, fmt.Errorf("read %s: %w", path, err)
+	}
+	c.Accounts = map[string]authapp.CredentialAccount{}
+	for _, role := range []string{"admin", "manager", "user"} {
+		c.Accounts[role] = authapp.CredentialAccount{Email: role + "@rampart.test", Password: Secret()}
+	}
+	c.Clients = []authapp.CredentialClient{
+		{ClientID: "rampart-demo", Type: "public", RedirectURIs: []string{"http://127.0.0.1/callback", "http://[::1]/callback"}},
+		{ClientID: "rampart-machine", Type: "confidential", ClientSecret: Secret()},
+	}
+	for _, svc := range []string{Gateway, User, Order} {
+		c.Clients = append(c.Clients, authapp.CredentialClient{ClientID: svc, Type: "tls_client_auth"})
+	}
+	return c, writeJSON(path, c, 0o600)
 }
 
 // Secret returns 256 random bits, base64url encoded.

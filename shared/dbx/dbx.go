@@ -75,6 +75,10 @@ func Open(ctx context.Context, o Options) (*gorm.DB, error) {
 		TranslateError:         true,
 		SkipDefaultTransaction: true,
 		NowFunc:                func() time.Time { return time.Now().UTC() },
+		// gorm's own ping on open ignores ctx: against a server that
+		// accepts and never answers it would hang for as long as the OS
+		// lets a TCP connection hang. Ping below is bounded by ctx.
+		DisableAutomaticPing: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)

@@ -13,8 +13,12 @@ import (
 
 // EmbeddedOptions configure StartEmbedded.
 type EmbeddedOptions struct {
+	// Host defaults to 127.0.0.1: a zero-value server must not listen on
+	// every interface (nats-server's own default).
 	Host string
-	// Port -1 picks a free port.
+	// Port 0 or -1 picks a free port. nats-server itself reads 0 as its
+	// default 4222, which collides with a machine's NATS and surprises
+	// anyone used to Go's ":0".
 	Port int
 	// StoreDir is where JetStream keeps its files.
 	StoreDir string
@@ -60,6 +64,12 @@ type Embedded struct {
 // StartEmbedded starts the real nats-server in-process with JetStream and
 // waits until it accepts connections.
 func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.Port == 0 {
+		o.Port = server.RANDOM_PORT
+	}
 	opts := &server.Options{
 		ServerName: "rampart-embedded",
 		Host:       o.Host,

@@ -99,16 +99,23 @@ func Connect(ctx context.Context, o Options) (*nats.Conn, error) {
 //   - security events are kept 30 days or 1 GiB, whichever comes first,
 //     dropping the oldest (the hash-chained audit table is the long-term
 //     record);
-//   - revocations live as long as the longest access token (15 minutes):
-//     after that a revoked token has expired anyway.
+//   - revocations live as long as the longest access token (15 minutes)
+//     plus a minute for clock leeway: after that a revoked token has
+//     expired anyway (RevocationTTL).
+
+// MaxAccessTokenLifetime is the contract's cap on access-token lifetimes.
+const MaxAccessTokenLifetime = 15 * time.Minute
+
 const (
 	eventsMaxAge     = 7 * 24 * time.Hour
 	securityMaxAge   = 30 * 24 * time.Hour
 	securityMaxBytes = 1 << 30
 	duplicateWindow  = 2 * time.Minute
 	maxMsgSize       = 1 << 20
-	revocationTTL    = 15 * time.Minute
 )
+
+// RevocationTTL is how long a revocation record is kept.
+const RevocationTTL = MaxAccessTokenLifetime + time.Minute
 
 // StreamConfigs are the streams EnsureStreams creates.
 func StreamConfigs() []jetstream.StreamConfig {
@@ -135,7 +142,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 		}
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketRevocations, History: 1, TTL: revocationTTL, Storage: jetstream.FileStorage,
+		Bucket: BucketRevocations, History: 1, TTL: RevocationTTL, Storage: jetstream.FileStorage,
 		Description: "revoked token ids and per-subject not-before times",
 	}); err != nil {
 		return fmt.Errorf("kv %s: %w", BucketRevocations, err)

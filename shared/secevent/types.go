@@ -40,6 +40,9 @@ const (
 	ReasonUnknownAccount Reason = "unknown_account"
 	ReasonDisabled       Reason = "disabled"
 	ReasonLocked         Reason = "locked"
+	// ReasonCSRF is a login form posted without its CSRF token or browser
+	// binding: a login-CSRF attempt, or a form that sat open too long.
+	ReasonCSRF Reason = "csrf"
 
 	ReasonBadSecret      Reason = "bad_secret"
 	ReasonUnknownClient  Reason = "unknown_client"
@@ -102,7 +105,7 @@ const (
 // type takes no reason.
 var reasons = map[Type][]Reason{
 	LoginSucceeded: {ReasonNone},
-	LoginFailed:    {ReasonBadCredentials, ReasonUnknownAccount, ReasonDisabled, ReasonLocked},
+	LoginFailed:    {ReasonBadCredentials, ReasonUnknownAccount, ReasonDisabled, ReasonLocked, ReasonCSRF},
 	AccountLocked:  {ReasonNone},
 	ClientFailed:   {ReasonBadSecret, ReasonUnknownClient, ReasonBadCertificate},
 	GrantInvalid:   {ReasonCodeInvalid, ReasonCodeReused, ReasonPKCEMismatch, ReasonRedirectMismatch, ReasonClientMismatch, ReasonGrantExpired, ReasonScope},

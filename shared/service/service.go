@@ -281,7 +281,8 @@ func (rt *Runtime) Serve(ctx context.Context, api http.Handler) error {
 	return err
 }
 
-func readyCheck(name string, ready func() bool) server.Check {
+// ReadyCheck turns a readiness flag into a /readyz check.
+func ReadyCheck(name string, ready func() bool) server.Check {
 	return server.Check{Name: name, Fn: func(context.Context) error {
 		if !ready() {
 			return fmt.Errorf("%s not ready", name)

@@ -62,7 +62,7 @@ func (rt *Runtime) Verifier(tc TokenConfig, revocations tokens.Revocations) (*to
 		return nil, nil, fmt.Errorf("jwks: %w", err)
 	}
 	rt.AddWorker(jwks.Run)
-	rt.AddCheck(readyCheck("jwks", jwks.Ready))
+	rt.AddCheck(ReadyCheck("jwks", jwks.Ready))
 	v, err := tokens.NewVerifier(tokens.Options{
 		Issuer: tc.Issuer, Audience: tc.Audience, Keys: jwks, Revocations: revocations,
 	})

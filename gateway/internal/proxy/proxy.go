@@ -1,23 +1,32 @@
-// Package proxy forwards a routed request to its upstream service over mTLS.
+// Package proxy forwards a routed request to its upstream service over mTLS:
+// a ReverseProxy per upstream behind a circuit breaker, with one retry of
+// idempotent requests that never reached the upstream, and response-header
+// cleaning.
 package proxy
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/rampart-go/rampart/gateway/internal/breaker"
+	"github.com/rampart-go/rampart/gateway/internal/reqctx"
 	"github.com/rampart-go/rampart/shared/problem"
 )
 
 // Upstream is one service behind the gateway.
 type Upstream struct {
-	Name string
-	rp   *httputil.ReverseProxy
+	Name    string
+	rp      *httputil.ReverseProxy
+	breaker *breaker.Breaker
 }
 
 // Options configure an Upstream.
@@ -26,64 +35,148 @@ type Options struct {
 	Target    *url.URL
 	Transport http.RoundTripper
 	Logger    *slog.Logger
-	// RequestID returns the id assigned to the inbound request, so the
-	// gateway's problem bodies carry it too.
-	RequestID func(*http.Request) string
+	// PublicHost is sent as X-Forwarded-Host: the host clients were told
+	// to use, never the Host header a client chose (host-header injection
+	// into links and redirects an upstream builds).
+	PublicHost string
+	// Breaker, when set, guards the upstream.
+	Breaker *breaker.Breaker
+	// Retries is how many times an idempotent request whose connection
+	// could not even be opened is tried again (default 1; -1 for none).
+	Retries int
+	// RetryBackoff is the pause before a retry (default 20ms).
+	RetryBackoff time.Duration
+	// Metrics, when set, records each upstream exchange.
+	Metrics *Metrics
+	// Fail writes an error answer (problem+json with the request id).
+	Fail func(w http.ResponseWriter, r *http.Request, err *problem.Error)
+	// BodyTooLarge answers a request whose streamed body went past its
+	// limit while being forwarded: 413 and its security event.
+	BodyTooLarge func(w http.ResponseWriter, r *http.Request)
 }
+
+// gatewayOwned are response headers the gateway sets on every answer
+// itself (security headers, the request id). The upstream's copies are
+// dropped, since ReverseProxy adds upstream values to ours, and two
+// policies in one response are either redundant or contradictory.
+var gatewayOwned = []string{
+	"Strict-Transport-Security", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options", "X-Request-Id",
+	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Expose-Headers",
+}
+
+// apiCSP is the policy of API responses: they are data, never documents,
+// so nothing may load and nothing may frame them. Upstreams that serve a
+// page (the login form) send their own, which is kept.
+const apiCSP = "default-src 'none'; frame-ancestors 'none'"
 
 // New builds the reverse proxy for one upstream. It uses Rewrite rather
 // than Director: with Rewrite, hop-by-hop headers named by the client's
 // Connection header are removed before our code runs, so a client cannot
 // make the proxy delete headers the gateway sets (Go #50580).
 func New(o Options) *Upstream {
+	if o.Retries == 0 {
+		o.Retries = 1
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = 20 * time.Millisecond
+	}
+	if o.Fail == nil {
+		o.Fail = func(w http.ResponseWriter, r *http.Request, err *problem.Error) {
+			problem.Write(w, err.Problem(reqctx.From(r.Context()).ID, ""))
+		}
+	}
 	target := *o.Target
-	rp := &httputil.ReverseProxy{
+	u := &Upstream{Name: o.Name, breaker: o.Breaker}
+	g := &guard{next: o.Transport, o: &o}
+	u.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(&target)
 			// The upstream sees its own host name, not the public one.
 			pr.Out.Host = target.Host
-			// Forwarded/X-Forwarded-* from the client were already dropped
-			// by ReverseProxy; SetXForwarded records the peer we saw.
-			pr.SetXForwarded()
+			// Forwarded and X-Forwarded-* from the client were dropped by
+			// ReverseProxy (and by the front handler); these are the
+			// gateway's own record: the client address it resolved
+			// (trusted proxies only), the public scheme and host.
+			h := pr.Out.Header
+			if ip := reqctx.From(pr.In.Context()).ClientIP; ip != "" {
+				h["X-Forwarded-For"] = []string{ip}
+			}
+			h["X-Forwarded-Proto"] = []string{"https"}
+			if o.PublicHost != "" {
+				h["X-Forwarded-Host"] = []string{o.PublicHost}
+			}
 		},
-		Transport: o.Transport,
+		Transport: g,
 		// -1 flushes after every write, so streamed responses (and server
 		// events, should a service offer them) are not held back.
 		FlushInterval: -1,
 		ErrorLog:      slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 		ModifyResponse: func(resp *http.Response) error {
+			h := resp.Header
 			// Internal detail is no business of the client's.
-			resp.Header.Del("Server")
-			resp.Header.Del("X-Powered-By")
-			for k := range resp.Header {
+			delete(h, "Server")
+			delete(h, "X-Powered-By")
+			for k := range h {
 				if strings.HasPrefix(k, "X-Internal-") {
-					resp.Header.Del(k)
+					delete(h, k)
 				}
+			}
+			for _, k := range gatewayOwned {
+				delete(h, k)
+			}
+			if len(h["Content-Security-Policy"]) == 0 {
+				h["Content-Security-Policy"] = []string{apiCSP}
+			}
+			if info := reqctx.From(resp.Request.Context()); info.Route != nil && info.Route.NoStore {
+				h["Cache-Control"] = []string{"no-store"}
+				h["Pragma"] = []string{"no-cache"}
 			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			code := problem.BadGateway
-			msg := "upstream unavailable"
-			if errors.Is(err, context.DeadlineExceeded) {
-				code, msg = problem.Timeout, "upstream timed out"
+			info := reqctx.From(r.Context())
+			if info.Body.Exceeded() || errors.Is(err, reqctx.ErrBodyTooLarge) {
+				if o.BodyTooLarge != nil {
+					o.BodyTooLarge(w, r)
+					return
+				}
+				o.Fail(w, r, problem.New(problem.TooLarge, "request body too large"))
+				return
+			}
+			var open *openError
+			if errors.As(err, &open) {
+				secs := int(math.Ceil(open.wait.Seconds()))
+				w.Header().Set("Retry-After", strconv.Itoa(max(1, secs)))
+				o.Fail(w, r, problem.New(problem.Unavailable, "upstream unavailable; retry later"))
+				return
 			}
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				// The client went away; nobody is listening for an answer.
 				return
 			}
+			code, msg := problem.BadGateway, "upstream unavailable"
+			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+				code, msg = problem.Timeout, "upstream timed out"
+			}
 			o.Logger.WarnContext(r.Context(), "upstream error",
-				slog.String("upstream", o.Name), slog.Any("error", err))
-			p := problem.New(code, msg).Problem(o.RequestID(r), r.URL.Path)
-			problem.Write(w, p)
+				slog.String("upstream", o.Name), slog.String("request_id", info.ID), slog.Any("error", err))
+			o.Fail(w, r, problem.New(code, msg))
 		},
 	}
-	return &Upstream{Name: o.Name, rp: rp}
+	return u
 }
 
-// ServeHTTP forwards r within timeout.
+// ServeHTTP forwards r.
 func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.rp.ServeHTTP(w, r)
+}
+
+// State is the breaker's state (Closed without a breaker).
+func (u *Upstream) State() breaker.State {
+	if u.breaker == nil {
+		return breaker.Closed
+	}
+	return u.breaker.State()
 }
 
 // WithTimeout bounds the upstream exchange; the response body may stream
@@ -94,4 +187,88 @@ func WithTimeout(h http.Handler, d time.Duration) http.Handler {
 		defer cancel()
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// openError is the guard's answer while the circuit is open.
+type openError struct{ wait time.Duration }
+
+func (e *openError) Error() string { return "circuit open" }
+
+// guard is the round tripper in front of the transport: breaker, retries
+// and metrics.
+type guard struct {
+	next http.RoundTripper
+	o    *Options
+}
+
+func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
+	b := g.o.Breaker
+	if b != nil {
+		if ok, wait := b.Allow(); !ok {
+			g.o.Metrics.observe(g.o.Name, outcomeOpen, 0)
+			return nil, &openError{wait: wait}
+		}
+	}
+	var (
+		resp *http.Response
+		err  error
+	)
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		resp, err = g.next.RoundTrip(req)
+		g.o.Metrics.observe(g.o.Name, outcomeOf(resp, err), time.Since(start))
+		if err == nil || attempt >= g.o.Retries || !retryable(req, err) {
+			break
+		}
+		reqctx.From(req.Context()).Retries++
+		g.o.Metrics.retry(g.o.Name)
+		select {
+		case <-req.Context().Done():
+			err = req.Context().Err()
+		case <-time.After(g.o.RetryBackoff):
+			continue
+		}
+		break
+	}
+	if b != nil {
+		switch {
+		case err != nil && req.Context().Err() != nil:
+			// The client left or the route's deadline passed while we
+			// waited: a timeout is the upstream's failure, a cancel is not.
+			if errors.Is(req.Context().Err(), context.DeadlineExceeded) {
+				b.Done(false)
+			} else {
+				b.Abandon()
+			}
+		case err != nil && reqctx.From(req.Context()).Body.Exceeded():
+			b.Abandon() // an oversize body is not the upstream's fault
+		case err != nil:
+			b.Done(false)
+		default:
+			b.Done(resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusServiceUnavailable &&
+				resp.StatusCode != http.StatusGatewayTimeout)
+		}
+	}
+	return resp, err
+}
+
+// retryable: only idempotent methods (RFC 9110 §9.2.2), only when the body
+// can be sent again, and only when the connection could not be opened, so
+// the upstream cannot have seen a byte of the request.
+func retryable(req *http.Request, err error) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+	default:
+		return false
+	}
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return false
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

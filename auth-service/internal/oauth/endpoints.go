@@ -1,0 +1,330 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/rampart-go/rampart/auth-service/internal/store"
+	"github.com/rampart-go/rampart/shared/secevent"
+	"github.com/rampart-go/rampart/shared/tokens"
+)
+
+// revoke is POST /oauth2/revoke (RFC 7009). Any authenticated client may
+// revoke its own tokens; the answer is 200 whether or not the token was
+// valid, so the endpoint cannot be used to test tokens.
+func (s *Server) revoke(c *gin.Context) {
+	p, err := ParseForm(c.Request)
+	if err != nil {
+		writeError(c, errInvalidRequest(err.Error()))
+		return
+	}
+	cl, oerr := s.authenticateClient(c, p)
+	if oerr != nil {
+		writeError(c, oerr)
+		return
+	}
+	tok := p.Get("token")
+	if tok == "" {
+		writeError(c, errInvalidRequest("token is required"))
+		return
+	}
+	ctx := c.Request.Context()
+	hint := p.Get("token_type_hint")
+	if hint != "access_token" && s.revokeRefresh(c, cl, tok) {
+		c.Status(http.StatusOK)
+		return
+	}
+	if claims, err := s.access.Verify(ctx, tok); err == nil && claims.ClientID == cl.ID {
+		if err := s.revs.RevokeToken(ctx, claims.ID, claims.ExpiresAt); err != nil {
+			writeError(c, &oauthError{Code: "temporarily_unavailable", Description: "try again", status: http.StatusServiceUnavailable})
+			return
+		}
+		s.emit(c, secevent.TokenRevoked, secevent.ReasonUser, claims.Subject, cl.ID)
+	}
+	c.Status(http.StatusOK)
+}
+
+// revokeRefresh revokes the family of a refresh token owned by cl.
+func (s *Server) revokeRefresh(c *gin.Context, cl *client, raw string) bool {
+	ctx := c.Request.Context()
+	var rt store.RefreshToken
+	if err := s.db.WithContext(ctx).Where("token_hash = ?", hash(raw)).Take(&rt).Error; err != nil {
+		return false
+	}
+	var fam store.TokenFamily
+	if err := s.db.WithContext(ctx).Where("id = ?", rt.FamilyID).Take(&fam).Error; err != nil || fam.ClientID != cl.ID {
+		return false
+	}
+	s.revokeFamily(ctx, fam.ID, "revoked")
+	s.emit(c, secevent.TokenRevoked, secevent.ReasonUser, fam.AccountID, cl.ID)
+	return true
+}
+
+// introspect is POST /oauth2/introspect (RFC 7662), for confidential and
+// tls_client_auth clients only: a public client cannot keep the
+// credentials that would make it a resource server.
+func (s *Server) introspect(c *gin.Context) {
+	p, err := ParseForm(c.Request)
+	if err != nil {
+		writeError(c, errInvalidRequest(err.Error()))
+		return
+	}
+	cl, oerr := s.authenticateClient(c, p)
+	if oerr != nil {
+		writeError(c, oerr)
+		return
+	}
+	if cl.Type == store.ClientPublic {
+		writeError(c, errInvalidClient("public clients may not introspect"))
+		return
+	}
+	noStore(c)
+	tok := p.Get("token")
+	inactive := gin.H{"active": false}
+	if tok == "" {
+		writeError(c, errInvalidRequest("token is required"))
+		return
+	}
+	if p.Get("token_type_hint") != "refresh_token" {
+		if cl2, err := s.access.Verify(c.Request.Context(), tok); err == nil {
+			out := gin.H{
+				"active": true, "token_type": "Bearer", "sub": cl2.Subject, "client_id": cl2.ClientID,
+				"scope": strings.Join(cl2.Scopes, " "), "exp": cl2.ExpiresAt.Unix(), "iat": cl2.IssuedAt.Unix(),
+				"iss": cl2.Issuer, "aud": cl2.Audience, "jti": cl2.ID,
+			}
+			if len(cl2.Roles) > 0 {
+				out["roles"] = cl2.Roles
+			}
+			if cl2.CertThumbprint != "" {
+				out["cnf"] = gin.H{"x5t#S256": cl2.CertThumbprint}
+			}
+			if cl2.Actor != "" {
+				out["act"] = gin.H{"sub": cl2.Actor}
+			}
+			c.JSON(http.StatusOK, out)
+			return
+		}
+	}
+	// Refresh tokens are only described to the client that holds them.
+	var rt store.RefreshToken
+	if err := s.db.WithContext(c.Request.Context()).Where("token_hash = ?", hash(tok)).Take(&rt).Error; err == nil {
+		var fam store.TokenFamily
+		now := s.now()
+		if err := s.db.WithContext(c.Request.Context()).Where("id = ?", rt.FamilyID).Take(&fam).Error; err == nil &&
+			fam.ClientID == cl.ID && fam.RevokedAt == nil && rt.UsedAt == nil && now.Before(rt.ExpiresAt) && now.Before(fam.ExpiresAt) {
+			c.JSON(http.StatusOK, gin.H{
+				"active": true, "token_type": "refresh_token", "sub": fam.AccountID, "client_id": fam.ClientID,
+				"scope": fam.Scope, "exp": rt.ExpiresAt.Unix(), "iss": s.cfg.Issuer,
+			})
+			return
+		}
+	}
+	c.JSON(http.StatusOK, inactive)
+}
+
+// userinfo is the OIDC UserInfo endpoint: bearer access token with the
+// openid scope (RFC 6750 errors).
+func (s *Server) userinfo(c *gin.Context) {
+	raw, err := tokens.BearerToken(c.GetHeader("Authorization"))
+	if err != nil || raw == "" {
+		reason := secevent.ReasonMissing
+		if c.GetHeader("Authorization") != "" {
+			reason = secevent.ReasonMalformed
+		}
+		s.emit(c, secevent.TokenRejected, reason, "", "")
+		c.Header("WWW-Authenticate", `Bearer realm="rampart"`)
+		if reason == secevent.ReasonMalformed {
+			c.Header("WWW-Authenticate", `Bearer realm="rampart", error="invalid_token"`)
+		}
+		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "invalid_token"})
+		return
+	}
+	claims, err := s.access.Verify(c.Request.Context(), raw)
+	if err != nil {
+		s.emit(c, secevent.TokenRejected, secevent.Reason(tokens.ReasonOf(err)), "", "")
+		c.Header("WWW-Authenticate", `Bearer realm="rampart", error="invalid_token"`)
+		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "invalid_token"})
+		return
+	}
+	if !claims.HasScope("openid") {
+		s.emit(c, secevent.AccessDenied, secevent.ReasonScope, claims.Subject, claims.ClientID)
+		c.Header("WWW-Authenticate", `Bearer realm="rampart", error="insufficient_scope", scope="openid"`)
+		c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "insufficient_scope"})
+		return
+	}
+	acct, err := s.accounts.Get(c.Request.Context(), claims.Subject)
+	if err != nil {
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "temporarily_unavailable"})
+		return
+	}
+	if acct == nil || acct.Disabled {
+		s.emit(c, secevent.TokenRejected, secevent.ReasonRevoked, claims.Subject, claims.ClientID)
+		c.Header("WWW-Authenticate", `Bearer realm="rampart", error="invalid_token"`)
+		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "invalid_token"})
+		return
+	}
+	out := gin.H{"sub": acct.ID}
+	if claims.HasScope("email") {
+		out["email"], out["email_verified"] = acct.Email, false
+	}
+	if claims.HasScope("profile") {
+		out["name"] = acct.DisplayName
+	}
+	noStore(c)
+	c.JSON(http.StatusOK, out)
+}
+
+// logout is OIDC RP-initiated logout: it ends the browser session and
+// revokes the refresh tokens (and access tokens) issued within it. It
+// redirects only to a post_logout_redirect_uri registered for the client
+// the id_token_hint names.
+func (s *Server) logout(c *gin.Context) {
+	ctx := c.Request.Context()
+	p, err := ParseValues(c.Request.URL.Query())
+	if err != nil {
+		s.errorPage(c, http.StatusBadRequest, "The sign-out request is malformed.")
+		return
+	}
+	if sid, err := c.Cookie(sessionCookie); err == nil && sid != "" {
+		var sess store.Session
+		if s.db.WithContext(ctx).Where("id_hash = ?", hash(sid)).Take(&sess).Error == nil {
+			var fams []store.TokenFamily
+			s.db.WithContext(ctx).Where("session_id_hash = ? AND revoked_at IS NULL", sess.IDHash).Find(&fams)
+			for _, f := range fams {
+				s.revokeFamily(ctx, f.ID, "logout")
+			}
+			s.db.WithContext(ctx).Where("id_hash = ?", sess.IDHash).Delete(&store.Session{})
+			s.emit(c, secevent.TokenRevoked, secevent.ReasonLogout, sess.AccountID, "")
+		}
+	}
+	setCookie(c, sessionCookie, "", -1)
+
+	target := p.Get("post_logout_redirect_uri")
+	clientID := p.Get("client_id")
+	if hint := p.Get("id_token_hint"); hint != "" {
+		if aud, ok := s.idTokenAudience(hint); ok {
+			if clientID != "" && clientID != aud {
+				target = ""
+			}
+			clientID = aud
+		} else {
+			target = ""
+		}
+	}
+	if target != "" && clientID != "" {
+		if cl, err := s.lookupClient(c, clientID); err == nil && cl != nil &&
+			slices.Contains(strings.Fields(cl.PostLogoutRedirectURIs), target) {
+			q := map[string][]string{}
+			if st := p.Get("state"); st != "" {
+				q["state"] = []string{st}
+			}
+			c.Redirect(http.StatusSeeOther, withQuery(target, q))
+			return
+		}
+	}
+	s.page(c, http.StatusOK, "loggedout", nil)
+}
+
+// idTokenAudience verifies an ID token we issued (expired ones are fine as
+// a logout hint, per OIDC RP-Initiated Logout §2) and returns its client.
+func (s *Server) idTokenAudience(raw string) (string, bool) {
+	pubs := s.keys.PublicKeys()
+	var cl IDClaims
+	_, err := jwt.ParseWithClaims(raw, &cl, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		if k, ok := pubs[kid]; ok {
+			return k, nil
+		}
+		return nil, errors.New("unknown key")
+	}, jwt.WithValidMethods([]string{"RS256", "ES256"}), jwt.WithIssuer(s.cfg.Issuer), jwt.WithoutClaimsValidation())
+	if err != nil || cl.Issuer != s.cfg.Issuer || len(cl.Audience) != 1 {
+		return "", false
+	}
+	return cl.Audience[0], true
+}
+
+// RevokeSubject revokes every token of an account: all refresh-token
+// families, and (through the revocation list's not-before time) every
+// access token issued so far, everywhere.
+func (s *Server) RevokeSubject(ctx context.Context, subject, reason string) error {
+	now := s.now()
+	if err := s.revs.RevokeSubject(ctx, subject, now); err != nil {
+		return err
+	}
+	err := s.db.WithContext(ctx).Model(&store.TokenFamily{}).
+		Where("account_id = ? AND revoked_at IS NULL", subject).
+		Updates(map[string]any{"revoked_at": now.UTC(), "revoke_reason": reason}).Error
+	if err == nil {
+		err = s.db.WithContext(ctx).Where("account_id = ?", subject).Delete(&store.Session{}).Error
+	}
+	return err
+}
+
+// discovery is /.well-known/openid-configuration: only what is
+// implemented is advertised.
+func (s *Server) discovery(c *gin.Context) {
+	iss := s.cfg.Issuer
+	c.Header("Cache-Control", "public, max-age=300")
+	c.JSON(http.StatusOK, gin.H{
+		"issuer":                                        iss,
+		"authorization_endpoint":                        iss + "/oauth2/authorize",
+		"token_endpoint":                                iss + "/oauth2/token",
+		"jwks_uri":                                      iss + "/.well-known/jwks.json",
+		"userinfo_endpoint":                             iss + "/oauth2/userinfo",
+		"revocation_endpoint":                           iss + "/oauth2/revoke",
+		"introspection_endpoint":                        iss + "/oauth2/introspect",
+		"end_session_endpoint":                          iss + "/oauth2/logout",
+		"response_types_supported":                      []string{"code"},
+		"response_modes_supported":                      []string{"query"},
+		"grant_types_supported":                         []string{GrantCode, GrantRefresh, GrantClientCredentials, GrantTokenExchange},
+		"subject_types_supported":                       []string{"public"},
+		"id_token_signing_alg_values_supported":         []string{"RS256", "ES256"},
+		"token_endpoint_auth_methods_supported":         []string{"none", "client_secret_basic", "client_secret_post", "tls_client_auth"},
+		"revocation_endpoint_auth_methods_supported":    []string{"none", "client_secret_basic", "client_secret_post", "tls_client_auth"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "tls_client_auth"},
+		"code_challenge_methods_supported":              []string{"S256"},
+		"scopes_supported": []string{"openid", "profile", "email", "offline_access", "users:read", "users:write",
+			"orders:read", "orders:write", "admin"},
+		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid",
+			"email", "email_verified", "name"},
+		"prompt_values_supported":                        []string{"none", "login", "consent"},
+		"authorization_response_iss_parameter_supported": true,
+		"tls_client_certificate_bound_access_tokens":     true,
+		"request_parameter_supported":                    false,
+		"request_uri_parameter_supported":                false,
+		"claims_parameter_supported":                     false,
+		"frontchannel_logout_supported":                  false,
+		"backchannel_logout_supported":                   false,
+	})
+}
+
+// Sweep deletes expired codes, login requests and sessions; Run calls it.
+func (s *Server) Sweep(ctx context.Context) {
+	now := s.now().UTC()
+	db := s.db.WithContext(ctx)
+	db.Where("expires_at < ?", now.Add(-time.Hour)).Delete(&store.AuthCode{})
+	db.Where("expires_at < ?", now).Delete(&store.AuthRequest{})
+	db.Where("expires_at < ?", now).Delete(&store.Session{})
+	db.Where("expires_at < ?", now).Delete(&store.FamilyAccessToken{})
+}
+
+// RunSweeper sweeps every ten minutes until ctx ends.
+func (s *Server) RunSweeper(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.Sweep(ctx)
+		}
+	}
+}

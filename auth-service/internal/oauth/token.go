@@ -1,0 +1,382 @@
+package oauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/rampart-go/rampart/auth-service/internal/account"
+	"github.com/rampart-go/rampart/auth-service/internal/store"
+	"github.com/rampart-go/rampart/shared/mtls"
+	"github.com/rampart-go/rampart/shared/secevent"
+	"github.com/rampart-go/rampart/shared/tokens"
+)
+
+// Grant types.
+const (
+	GrantCode              = "authorization_code"
+	GrantRefresh           = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange" //nolint:gosec // G101: a grant type URN, not a credential
+	TokenTypeAccess        = "urn:ietf:params:oauth:token-type:access_token"   //nolint:gosec // G101: a token type URN, not a credential
+)
+
+// token is POST /oauth2/token.
+func (s *Server) token(c *gin.Context) {
+	if !s.throttle.Allow("token", s.clientIP(c.Request)) {
+		s.events.Emit(c.Request.Context(), secevent.Event{
+			Type: secevent.RateLimitExceeded, Reason: "token", ClientIP: s.clientIP(c.Request), Route: c.FullPath(),
+		})
+		c.Header("Retry-After", "60")
+		writeError(c, &oauthError{Code: "slow_down", Description: "too many token requests", status: http.StatusTooManyRequests})
+		return
+	}
+	p, err := ParseForm(c.Request)
+	if err != nil {
+		writeError(c, errInvalidRequest(err.Error()))
+		return
+	}
+	cl, oerr := s.authenticateClient(c, p)
+	if oerr != nil {
+		writeError(c, oerr)
+		return
+	}
+	grant := p.Get("grant_type")
+	if grant == "" {
+		writeError(c, errInvalidRequest("grant_type is required"))
+		return
+	}
+	if !slices.Contains([]string{GrantCode, GrantRefresh, GrantClientCredentials, GrantTokenExchange}, grant) {
+		writeError(c, errUnsupportedGrant("supported: authorization_code, refresh_token, client_credentials, token-exchange"))
+		return
+	}
+	if !cl.allowsGrant(grant) {
+		writeError(c, errUnauthorizedClient("this client may not use "+grant))
+		return
+	}
+	var resp *tokenResponse
+	switch grant {
+	case GrantCode:
+		resp, oerr = s.codeGrant(c, cl, p)
+	case GrantRefresh:
+		resp, oerr = s.refreshGrant(c, cl, p)
+	case GrantClientCredentials:
+		resp, oerr = s.clientCredentials(c, cl, p)
+	case GrantTokenExchange:
+		resp, oerr = s.tokenExchange(c, cl, p)
+	}
+	if oerr != nil {
+		writeError(c, oerr)
+		return
+	}
+	noStore(c)
+	c.JSON(http.StatusOK, resp)
+}
+
+// codeGrant redeems an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.6).
+// The code is burned by the first redemption attempt whatever its outcome,
+// and a second redemption revokes everything the first one issued.
+func (s *Server) codeGrant(c *gin.Context, cl *client, p Params) (*tokenResponse, *oauthError) {
+	ctx := c.Request.Context()
+	code := p.Get("code")
+	if code == "" || p.Get("code_verifier") == "" {
+		return nil, errInvalidRequest("code and code_verifier are required")
+	}
+	var row store.AuthCode
+	err := s.db.WithContext(ctx).Where("code_hash = ?", hash(code)).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonCodeInvalid, "", cl.ID)
+		return nil, errInvalidGrant("the code is invalid")
+	} else if err != nil {
+		return nil, errServer()
+	}
+	// Claim the code: only one request can flip used_at.
+	now := s.now().UTC()
+	res := s.db.WithContext(ctx).Model(&store.AuthCode{}).
+		Where("code_hash = ? AND used_at IS NULL", row.CodeHash).Update("used_at", now)
+	if res.Error != nil {
+		return nil, errServer()
+	}
+	if res.RowsAffected == 0 {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonCodeReused, row.AccountID, cl.ID)
+		if row.FamilyID != nil {
+			s.revokeFamily(ctx, *row.FamilyID, "code_reused")
+		}
+		return nil, errInvalidGrant("the code was already used")
+	}
+	fail := func(r secevent.Reason, desc string) (*tokenResponse, *oauthError) {
+		s.emit(c, secevent.GrantInvalid, r, row.AccountID, cl.ID)
+		return nil, errInvalidGrant(desc)
+	}
+	switch {
+	case now.After(row.ExpiresAt):
+		return fail(secevent.ReasonGrantExpired, "the code has expired")
+	case row.ClientID != cl.ID:
+		return fail(secevent.ReasonClientMismatch, "the code was issued to another client")
+	case p.Get("redirect_uri") != row.RedirectURI:
+		return fail(secevent.ReasonRedirectMismatch, "redirect_uri does not match the authorization request")
+	case !verifierRE.MatchString(p.Get("code_verifier")) || !pkceMatches(p.Get("code_verifier"), row.CodeChallenge):
+		return fail(secevent.ReasonPKCEMismatch, "code_verifier does not match the code challenge")
+	}
+	acct, err := s.accounts.Get(ctx, row.AccountID)
+	if err != nil {
+		return nil, errServer()
+	}
+	if acct == nil || acct.Disabled {
+		return fail(secevent.ReasonCodeInvalid, "the account can no longer sign in")
+	}
+	scope := strings.Fields(row.Scope)
+	fam := &store.TokenFamily{
+		ID: uuid.NewString(), AccountID: acct.ID, ClientID: cl.ID, SessionIDHash: row.SessionIDHash,
+		Scope: row.Scope, AuthTime: row.AuthTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshMaxTTL),
+	}
+	var resp *tokenResponse
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(fam).Error; err != nil {
+			return err
+		}
+		if err := tx.Model(&store.AuthCode{}).Where("code_hash = ?", row.CodeHash).Update("family_id", fam.ID).Error; err != nil {
+			return err
+		}
+		var err error
+		resp, err = s.userTokens(ctx, tx, cl, acct, fam, row.Nonce, scope, true)
+		return err
+	})
+	if err != nil {
+		s.log.Error("code grant", "error", err)
+		return nil, errServer()
+	}
+	return resp, nil
+}
+
+// pkceMatches is RFC 7636 §4.6 for S256, compared in constant time.
+func pkceMatches(verifier, challenge string) bool {
+	sum := sha256.Sum256([]byte(verifier))
+	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
+}
+
+// refreshGrant rotates a refresh token (RFC 6749 §6, RFC 9700 §4.14.2).
+// Presenting a token that was already rotated means two parties hold it:
+// the whole family is revoked and auth.refresh.reused recorded.
+func (s *Server) refreshGrant(c *gin.Context, cl *client, p Params) (*tokenResponse, *oauthError) {
+	ctx := c.Request.Context()
+	raw := p.Get("refresh_token")
+	if raw == "" {
+		return nil, errInvalidRequest("refresh_token is required")
+	}
+	var rt store.RefreshToken
+	err := s.db.WithContext(ctx).Where("token_hash = ?", hash(raw)).Take(&rt).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonCodeInvalid, "", cl.ID)
+		return nil, errInvalidGrant("the refresh token is invalid")
+	} else if err != nil {
+		return nil, errServer()
+	}
+	var fam store.TokenFamily
+	if err := s.db.WithContext(ctx).Where("id = ?", rt.FamilyID).Take(&fam).Error; err != nil {
+		return nil, errServer()
+	}
+	if fam.ClientID != cl.ID {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonClientMismatch, fam.AccountID, cl.ID)
+		return nil, errInvalidGrant("the refresh token was issued to another client")
+	}
+	now := s.now().UTC()
+	if fam.RevokedAt != nil {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonCodeInvalid, fam.AccountID, cl.ID)
+		return nil, errInvalidGrant("the refresh token was revoked")
+	}
+	res := s.db.WithContext(ctx).Model(&store.RefreshToken{}).
+		Where("token_hash = ? AND used_at IS NULL", rt.TokenHash).Update("used_at", now)
+	if res.Error != nil {
+		return nil, errServer()
+	}
+	if res.RowsAffected == 0 {
+		s.emit(c, secevent.RefreshReused, secevent.ReasonNone, fam.AccountID, cl.ID)
+		s.revokeFamily(ctx, fam.ID, "refresh_reused")
+		return nil, errInvalidGrant("the refresh token was already used")
+	}
+	if now.After(rt.ExpiresAt) || now.After(fam.ExpiresAt) {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonGrantExpired, fam.AccountID, cl.ID)
+		return nil, errInvalidGrant("the refresh token has expired")
+	}
+	acct, err := s.accounts.Get(ctx, fam.AccountID)
+	if err != nil {
+		return nil, errServer()
+	}
+	if acct == nil || acct.Disabled {
+		s.revokeFamily(ctx, fam.ID, "disabled")
+		return nil, errInvalidGrant("the account can no longer sign in")
+	}
+	// A refresh may narrow the scope, never widen it (RFC 6749 §6), and
+	// the user's current roles apply: a demoted admin loses admin now.
+	scope := strings.Fields(fam.Scope)
+	if asked := strings.Fields(p.Get("scope")); len(asked) > 0 {
+		for _, sc := range asked {
+			if !slices.Contains(scope, sc) {
+				return nil, errInvalidScope("scope " + sc + " was not granted originally")
+			}
+		}
+		scope = asked
+	}
+	scope = account.GrantableScopes(acct.RoleList(), scope)
+	var resp *tokenResponse
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var err error
+		resp, err = s.userTokens(ctx, tx, cl, acct, &fam, "", scope, true)
+		return err
+	})
+	if err != nil {
+		s.log.Error("refresh grant", "error", err)
+		return nil, errServer()
+	}
+	return resp, nil
+}
+
+// clientCredentials issues a token to the client itself (RFC 6749 §4.4).
+// Its sub is the client id; it carries no roles. A tls_client_auth client's
+// token is bound to its certificate.
+func (s *Server) clientCredentials(c *gin.Context, cl *client, p Params) (*tokenResponse, *oauthError) {
+	scope, oerr := requestedScopes(cl, p.Get("scope"))
+	if oerr != nil {
+		return nil, oerr
+	}
+	aud, oerr := s.audienceFor(cl, p.Get("audience"))
+	if oerr != nil {
+		return nil, oerr
+	}
+	at, _, _, err := s.mintAccess(c.Request.Context(), accessSpec{
+		Subject: cl.ID, Audience: aud, ClientID: cl.ID, Scope: joinScopes(scope),
+		TTL: s.cfg.AccessTokenTTL, Cert: cl.certThumbprint(),
+	})
+	if err != nil {
+		return nil, errServer()
+	}
+	return &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int(s.cfg.AccessTokenTTL / time.Second), Scope: joinScopes(scope)}, nil
+}
+
+// tokenExchange is RFC 8693 for on-behalf-of calls: a service holding a
+// user's access token gets a short-lived token for one other service, with
+// the scopes both asked for and held by the user, the user as sub, itself
+// as act.sub, bound to its certificate. Only tls_client_auth clients may
+// exchange, so the actor is always a proven service identity.
+func (s *Server) tokenExchange(c *gin.Context, cl *client, p Params) (*tokenResponse, *oauthError) {
+	if cl.cert == nil {
+		return nil, errUnauthorizedClient("token exchange requires tls_client_auth")
+	}
+	if p.Get("subject_token_type") != TokenTypeAccess {
+		return nil, errInvalidRequest("subject_token_type must be " + TokenTypeAccess)
+	}
+	if p.Get("actor_token") != "" {
+		return nil, errInvalidRequest("actor_token is not supported: the actor is the authenticated client")
+	}
+	if rt := p.Get("requested_token_type"); rt != "" && rt != TokenTypeAccess {
+		return nil, errInvalidRequest("only access tokens can be requested")
+	}
+	if p.Get("audience") == "" {
+		return nil, errInvalidTarget("audience is required")
+	}
+	aud, oerr := s.audienceFor(cl, p.Get("audience"))
+	if oerr != nil {
+		return nil, oerr
+	}
+	subj, err := s.access.Verify(c.Request.Context(), p.Get("subject_token"))
+	if err != nil {
+		s.events.Emit(c.Request.Context(), secevent.Event{
+			Type: secevent.TokenRejected, Reason: secevent.Reason(tokens.ReasonOf(err)), ClientID: cl.ID,
+			ClientIP: s.clientIP(c.Request), Route: c.FullPath(),
+		})
+		return nil, errInvalidGrant("the subject token is not valid")
+	}
+	if subj.Actor != "" {
+		return nil, errInvalidGrant("a delegated token cannot be exchanged again")
+	}
+	asked := strings.Fields(p.Get("scope"))
+	if len(asked) == 0 {
+		return nil, errInvalidScope("scope is required: ask for what the call needs")
+	}
+	var scope []string
+	for _, sc := range asked {
+		if subj.HasScope(sc) && slices.Contains(cl.scopes(), sc) {
+			scope = append(scope, sc)
+		}
+	}
+	if len(scope) == 0 {
+		return nil, errInvalidScope("the user holds none of the requested scopes")
+	}
+	ttl := min(s.cfg.ExchangeTokenTTL, time.Until(subj.ExpiresAt))
+	if ttl < time.Second {
+		return nil, errInvalidGrant("the subject token is about to expire")
+	}
+	at, _, _, err := s.mintAccess(c.Request.Context(), accessSpec{
+		Subject: subj.Subject, Audience: aud, ClientID: cl.ID, Scope: joinScopes(scope), Roles: subj.Roles,
+		TTL: ttl.Truncate(time.Second), Cert: cl.certThumbprint(), Actor: mtls.ServiceID(cl.ID),
+	})
+	if err != nil {
+		return nil, errServer()
+	}
+	return &tokenResponse{
+		AccessToken: at, TokenType: "Bearer", ExpiresIn: int(ttl / time.Second), Scope: joinScopes(scope),
+		IssuedTokenType: TokenTypeAccess,
+	}, nil
+}
+
+// requestedScopes checks a client_credentials scope request against the
+// client's registration; no scope asked means every registered one.
+func requestedScopes(cl *client, raw string) ([]string, *oauthError) {
+	asked := strings.Fields(raw)
+	if len(asked) == 0 {
+		return cl.scopes(), nil
+	}
+	for _, sc := range asked {
+		if !slices.Contains(cl.scopes(), sc) {
+			return nil, errInvalidScope("the client may not request scope " + sc)
+		}
+	}
+	return asked, nil
+}
+
+// audienceFor checks a requested audience: the public API by default, or a
+// service the client is registered to call.
+func (s *Server) audienceFor(cl *client, asked string) (string, *oauthError) {
+	if asked == "" || asked == s.cfg.Audience {
+		return s.cfg.Audience, nil
+	}
+	if strings.ContainsAny(asked, " ") || !slices.Contains(cl.audiences(), asked) {
+		return "", errInvalidTarget("the client may not request audience " + safeName(asked))
+	}
+	return asked, nil
+}
+
+func joinScopes(s []string) string { return strings.Join(s, " ") }
+
+func contains(s []string, v string) bool { return slices.Contains(s, v) }
+
+// revokeFamily revokes a token family: its refresh tokens stop working and
+// every access token issued from it is denied until it expires.
+func (s *Server) revokeFamily(ctx context.Context, familyID, reason string) {
+	now := s.now().UTC()
+	if err := s.db.WithContext(ctx).Model(&store.TokenFamily{}).Where("id = ? AND revoked_at IS NULL", familyID).
+		Updates(map[string]any{"revoked_at": now, "revoke_reason": reason}).Error; err != nil {
+		s.log.Error("revoke family", "error", err)
+	}
+	var ats []store.FamilyAccessToken
+	if err := s.db.WithContext(ctx).Where("family_id = ? AND expires_at > ?", familyID, now).Find(&ats).Error; err != nil {
+		s.log.Error("revoke family tokens", "error", err)
+		return
+	}
+	for _, at := range ats {
+		if err := s.revs.RevokeToken(ctx, at.JTI, at.ExpiresAt); err != nil {
+			s.log.Error("revoke access token", "error", err)
+		}
+	}
+}

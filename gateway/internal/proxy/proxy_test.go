@@ -1,0 +1,232 @@
+package proxy
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/rampart-go/rampart/gateway/internal/breaker"
+)
+
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+// killable is an upstream on a fixed address that can be stopped and
+// started again on the same port.
+type killable struct {
+	t    *testing.T
+	addr string
+	srv  *http.Server
+	hits atomic.Int64
+}
+
+func newKillable(t *testing.T) *killable {
+	k := &killable{t: t}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.addr = l.Addr().String()
+	k.serve(l)
+	t.Cleanup(func() { _ = k.srv.Close() })
+	return k
+}
+
+func (k *killable) serve(l net.Listener) {
+	k.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k.hits.Add(1)
+		_, _ = io.WriteString(w, "ok")
+	}), ReadHeaderTimeout: time.Second}
+	go func() { _ = k.srv.Serve(l) }()
+}
+
+func (k *killable) kill() { _ = k.srv.Close() }
+
+func (k *killable) restart() {
+	var l net.Listener
+	var err error
+	for range 50 {
+		if l, err = net.Listen("tcp", k.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		k.t.Fatalf("rebind %s: %v", k.addr, err)
+	}
+	k.serve(l)
+}
+
+func newProxy(t *testing.T, target string, b *breaker.Breaker, reg *prometheus.Registry) (*Upstream, *Metrics) {
+	t.Helper()
+	u, _ := url.Parse("http://" + target)
+	m, err := NewMetrics(reg, []string{"svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{DisableKeepAlives: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return New(Options{Name: "svc", Target: u, Transport: tr, Logger: slog.New(slog.DiscardHandler), Breaker: b, Metrics: m, RetryBackoff: time.Millisecond}), m
+}
+
+func send(u http.Handler, method string) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	u.ServeHTTP(w, httptest.NewRequest(method, "http://gw/x", nil))
+	return w
+}
+
+// TestCircuitOpensAnswersFastAndRecovers: an upstream killed → after the
+// threshold the circuit opens and 503s with Retry-After come without any
+// dial; after the open period one probe goes through, and with the
+// upstream back the circuit closes.
+func TestCircuitOpensAnswersFastAndRecovers(t *testing.T) {
+	up := newKillable(t)
+	clk := &fakeClock{}
+	clk.ns.Store(time.Now().UnixNano())
+	reg := prometheus.NewRegistry()
+	var m *Metrics
+	b := breaker.New(breaker.Options{Threshold: 3, OpenFor: 5 * time.Second, Now: clk.now,
+		OnChange: func(from, to breaker.State) { m.OnChange("svc")(from, to) }})
+	p, m := newProxy(t, up.addr, b, reg)
+
+	if w := send(p, "GET"); w.Code != 200 {
+		t.Fatalf("healthy upstream: %d", w.Code)
+	}
+	up.kill()
+	for i := range 3 {
+		if w := send(p, "POST"); w.Code != http.StatusBadGateway {
+			t.Fatalf("failure %d: status %d", i, w.Code)
+		}
+	}
+	if b.State() != breaker.Open || testutil.ToFloat64(m.state.WithLabelValues("svc")) != 2 {
+		t.Fatalf("state %v after 3 failures", b.State())
+	}
+	start := time.Now()
+	for range 100 {
+		w := send(p, "GET")
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "5" ||
+			!strings.Contains(w.Header().Get("Content-Type"), "problem+json") {
+			t.Fatalf("open circuit answered %d Retry-After %q", w.Code, w.Header().Get("Retry-After"))
+		}
+	}
+	// 100 refusals without a dial: far below one connect timeout each.
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("100 open-circuit answers took %v", d)
+	}
+	if n := histogramCount(t, reg, "circuit_open"); n != 100 {
+		t.Errorf("circuit_open observations %d, want 100", n)
+	}
+
+	up.restart()
+	clk.ns.Add(int64(6 * time.Second))
+	if w := send(p, "GET"); w.Code != 200 {
+		t.Fatalf("probe after recovery: %d", w.Code)
+	}
+	if b.State() != breaker.Closed || testutil.ToFloat64(m.state.WithLabelValues("svc")) != 0 {
+		t.Fatalf("state %v after a good probe", b.State())
+	}
+}
+
+// TestHalfOpenProbeFailureReopens: a failed probe opens the circuit again.
+func TestHalfOpenProbeFailureReopens(t *testing.T) {
+	clk := &fakeClock{}
+	clk.ns.Store(time.Now().UnixNano())
+	b := breaker.New(breaker.Options{Threshold: 1, OpenFor: time.Second, Now: clk.now})
+	b.Done(false)
+	if ok, _ := b.Allow(); ok {
+		t.Fatal("open circuit allowed a request")
+	}
+	clk.ns.Add(int64(2 * time.Second))
+	if ok, _ := b.Allow(); !ok {
+		t.Fatal("no probe after the open period")
+	}
+	if ok, _ := b.Allow(); ok {
+		t.Fatal("a second concurrent probe was allowed")
+	}
+	b.Done(false)
+	if b.State() != breaker.Open {
+		t.Fatalf("state %v after a failed probe", b.State())
+	}
+}
+
+// TestRetriesOnlyIdempotentRequestsThatNeverLeft: a GET whose connection
+// could not be opened is tried again; a POST never is.
+func TestRetriesOnlyIdempotentRequestsThatNeverLeft(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	reg := prometheus.NewRegistry()
+	p, m := newProxy(t, dead, nil, reg)
+	send(p, "GET")
+	if v := testutil.ToFloat64(m.retries.WithLabelValues("svc")); v != 1 {
+		t.Fatalf("GET retries %v, want 1", v)
+	}
+	send(p, "POST")
+	if v := testutil.ToFloat64(m.retries.WithLabelValues("svc")); v != 1 {
+		t.Fatalf("POST was retried (%v)", v)
+	}
+}
+
+// TestResponseHeadersAreCleaned: Server, X-Powered-By and X-Internal-* go;
+// an upstream CSP is kept, a missing one is the API policy.
+func TestResponseHeadersAreCleaned(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Server", "x")
+		w.Header().Set("X-Powered-By", "y")
+		w.Header().Set("X-Internal-Trace", "z")
+		if r.URL.Path == "/page" {
+			w.Header().Set("Content-Security-Policy", "default-src 'self'")
+		}
+	}))
+	defer up.Close()
+	p, _ := newProxy(t, strings.TrimPrefix(up.URL, "http://"), nil, prometheus.NewRegistry())
+	w := send(p, "GET")
+	for _, k := range []string{"Server", "X-Powered-By", "X-Internal-Trace"} {
+		if w.Header().Get(k) != "" {
+			t.Errorf("%s leaked", k)
+		}
+	}
+	if w.Header().Get("Content-Security-Policy") != apiCSP {
+		t.Errorf("CSP %q", w.Header().Get("Content-Security-Policy"))
+	}
+	rw := httptest.NewRecorder()
+	p.ServeHTTP(rw, httptest.NewRequest("GET", "http://gw/page", nil))
+	if rw.Header().Get("Content-Security-Policy") != "default-src 'self'" {
+		t.Errorf("upstream CSP replaced: %q", rw.Header().Get("Content-Security-Policy"))
+	}
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, outcome string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "rampart_gateway_upstream_request_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					return m.Histogram.GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
+}
