@@ -1,0 +1,260 @@
+// Package consumer runs a durable, idempotent JetStream consumer of domain
+// events: the receiving half of the outbox.
+//
+// Delivery is at least once: a message is acknowledged only after its
+// handler returned nil, so a crash, a timeout or a failed transaction makes
+// JetStream redeliver it. Handlers make that safe by calling Once inside the
+// transaction that applies the event: the event id is recorded in the
+// service's processed_events table together with the effect, so a
+// redelivered or replayed event finds its id there and changes nothing.
+//
+// Every service that consumes creates this table in its own migrations:
+//
+//	CREATE TABLE processed_events (
+//	    consumer     VARCHAR(100) NOT NULL,
+//	    event_id     VARCHAR(36)  NOT NULL,
+//	    processed_at TIMESTAMP    NOT NULL,
+//	    PRIMARY KEY (consumer, event_id)
+//	);
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/rampart-go/rampart/shared/natsx"
+)
+
+// Handler applies one event. Returning nil acknowledges it; an error wrapped
+// with Permanent terminates it (it will never succeed, so retrying only
+// blocks the consumer); any other error redelivers it after a back-off.
+type Handler func(ctx context.Context, ev natsx.Event) error
+
+// Options configure New.
+type Options struct {
+	// JS is the service's JetStream context.
+	JS jetstream.JetStream
+	// Stream holds the events; default RAMPART_EVENTS.
+	Stream string
+	// Name is the durable consumer's name, unique per service and purpose
+	// ("order-service-user-deleted"). JetStream keeps its position, so a
+	// service that was down catches up from where it stopped.
+	Name string
+	// Subjects filter the stream (required).
+	Subjects []string
+	// Handle applies an event (required).
+	Handle Handler
+	// MaxDeliver bounds redeliveries of a failing event; default 20. The
+	// back-off grows from one second to a minute.
+	MaxDeliver int
+	// AckWait is how long a handler may take before JetStream redelivers;
+	// default 30s.
+	AckWait time.Duration
+
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
+	// Registerer receives rampart_consumer_events_total; optional.
+	Registerer prometheus.Registerer
+}
+
+// Consumer is a running durable consumer.
+type Consumer struct {
+	o       Options
+	cons    jetstream.Consumer
+	ready   atomic.Bool
+	handled *prometheus.CounterVec
+}
+
+// The outcomes counted in rampart_consumer_events_total.
+const (
+	outcomeOK        = "ok"
+	outcomeRetry     = "retry"
+	outcomeTerm      = "terminated"
+	outcomeMalformed = "malformed"
+)
+
+// New creates (or updates) the durable consumer. It does not start
+// consuming: call Run.
+func New(ctx context.Context, o Options) (*Consumer, error) {
+	if o.JS == nil || o.Name == "" || len(o.Subjects) == 0 || o.Handle == nil {
+		return nil, errors.New("consumer: JS, Name, Subjects and Handle are required")
+	}
+	if o.Stream == "" {
+		o.Stream = natsx.StreamEvents
+	}
+	if o.MaxDeliver == 0 {
+		o.MaxDeliver = 20
+	}
+	if o.AckWait == 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = noop.NewTracerProvider()
+	}
+	if o.Propagator == nil {
+		o.Propagator = propagation.TraceContext{}
+	}
+	c := &Consumer{o: o, handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "rampart_consumer_events_total",
+		Help:        "Domain events handled by a durable consumer, by outcome (ok, retry, terminated, malformed).",
+		ConstLabels: prometheus.Labels{"consumer": o.Name},
+	}, []string{"outcome"})}
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(c.handled); err != nil {
+			return nil, fmt.Errorf("consumer %s: metrics: %w", o.Name, err)
+		}
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable: o.Name, AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait: o.AckWait, MaxDeliver: o.MaxDeliver, MaxAckPending: 256,
+	}
+	if len(o.Subjects) == 1 {
+		cfg.FilterSubject = o.Subjects[0]
+	} else {
+		cfg.FilterSubjects = o.Subjects
+	}
+	cons, err := o.JS.CreateOrUpdateConsumer(ctx, o.Stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", o.Name, err)
+	}
+	c.cons = cons
+	return c, nil
+}
+
+// Ready reports whether Run is consuming.
+func (c *Consumer) Ready() bool { return c.ready.Load() }
+
+// Run consumes until ctx ends. The nats.go client re-subscribes after
+// reconnects on its own; Run only has to stop cleanly.
+func (c *Consumer) Run(ctx context.Context) {
+	cc, err := c.cons.Consume(func(msg jetstream.Msg) { c.handle(ctx, msg) },
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			c.o.Logger.Warn("consumer error", slog.String("consumer", c.o.Name), slog.Any("error", err))
+		}))
+	if err != nil {
+		c.o.Logger.Error("consumer did not start", slog.String("consumer", c.o.Name), slog.Any("error", err))
+		return
+	}
+	c.ready.Store(true)
+	<-ctx.Done()
+	c.ready.Store(false)
+	cc.Drain()
+	<-cc.Closed()
+}
+
+func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
+	ctx, span := natsx.StartConsumeSpan(ctx, c.o.TracerProvider, c.o.Propagator, msg.Subject(), msg.Headers())
+	defer span.End()
+	log := c.o.Logger.With(slog.String("consumer", c.o.Name), slog.String("subject", msg.Subject()))
+
+	var ev natsx.Event
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.ID == "" || ev.Type == "" {
+		// A message no handler can read will never become readable.
+		span.SetStatus(codes.Error, "malformed")
+		log.Error("malformed event terminated", slog.Any("error", err))
+		c.handled.WithLabelValues(outcomeMalformed).Inc()
+		_ = msg.Term()
+		return
+	}
+	log = log.With(slog.String("event_id", ev.ID))
+	err := c.o.Handle(ctx, ev)
+	switch {
+	case err == nil:
+		if err := msg.Ack(); err != nil {
+			// The effect is committed and recorded by Once: a redelivery
+			// is harmless.
+			log.Warn("ack failed", slog.Any("error", err))
+		}
+		c.handled.WithLabelValues(outcomeOK).Inc()
+	case IsPermanent(err):
+		span.SetStatus(codes.Error, "terminated")
+		span.RecordError(err)
+		log.Error("event terminated", slog.Any("error", err))
+		c.handled.WithLabelValues(outcomeTerm).Inc()
+		_ = msg.Term()
+	default:
+		span.SetStatus(codes.Error, "retry")
+		span.RecordError(err)
+		delay := backoff(msg)
+		log.Warn("event failed, will retry", slog.Any("error", err), slog.Duration("delay", delay))
+		c.handled.WithLabelValues(outcomeRetry).Inc()
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+// backoff doubles from one second per delivery, capped at a minute.
+func backoff(msg jetstream.Msg) time.Duration {
+	n := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		n = md.NumDelivered
+	}
+	if n > 7 {
+		return time.Minute
+	}
+	return min(time.Second<<(n-1), time.Minute)
+}
+
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// Permanent marks err as one no retry can fix (a malformed payload, an
+// event this consumer cannot apply): the message is terminated, not
+// redelivered.
+func Permanent(err error) error { return permanent{err} }
+
+// IsPermanent reports whether err was marked by Permanent.
+func IsPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p)
+}
+
+// Decode unmarshals ev's data into v, strictly enough for our own events;
+// a failure is Permanent.
+func Decode(ev natsx.Event, v any) error {
+	if err := json.Unmarshal(ev.Data, v); err != nil {
+		return Permanent(fmt.Errorf("%s %s: decode data: %w", ev.Type, ev.ID, err))
+	}
+	return nil
+}
+
+type processed struct {
+	Consumer    string    `gorm:"column:consumer;primaryKey"`
+	EventID     string    `gorm:"column:event_id;primaryKey"`
+	ProcessedAt time.Time `gorm:"column:processed_at"`
+}
+
+func (processed) TableName() string { return "processed_events" }
+
+// Once records, inside tx, that consumer has processed eventID. It returns
+// false when the event was already recorded: the caller must then skip the
+// effect (and commit or roll back; both are harmless). Call it first in the
+// transaction that applies the event, so the record and the effect commit
+// together or not at all.
+func Once(tx *gorm.DB, consumer, eventID string) (bool, error) {
+	res := tx.Clauses(clause.OnConflict{DoNothing: true}).
+		Create(&processed{Consumer: consumer, EventID: eventID, ProcessedAt: time.Now().UTC()})
+	if res.Error != nil {
+		return false, fmt.Errorf("record event %s: %w", eventID, res.Error)
+	}
+	return res.RowsAffected == 1, nil
+}
