@@ -253,6 +253,16 @@ func (s *Service) List(ctx context.Context, cursor string, limit int) ([]store.A
 	return out, q.Find(&out).Error
 }
 
+// Changed is the data of account.changed and account.disabled: the
+// account's state after the change, and which kind of change it was
+// (roles, disabled or enabled).
+type Changed struct {
+	ID       string   `json:"id"`
+	Change   string   `json:"change"`
+	Roles    []string `json:"roles"`
+	Disabled bool     `json:"disabled"`
+}
+
 // Change is an admin's change to an account; nil fields stay as they are.
 type Change struct {
 	Roles    *[]string `json:"roles"`
@@ -301,19 +311,24 @@ func (s *Service) Update(ctx context.Context, id string, ch Change) (*store.Acco
 		if err := tx.Model(&store.Account{}).Where("id = ?", id).Updates(updates).Error; err != nil {
 			return err
 		}
+		// Every change is an account.changed; disabling is also the
+		// account.disabled that CONTRACT §4 names for consumers that only
+		// care about accounts going away.
 		for _, k := range kinds {
-			typ := "account.changed"
+			types := []string{"account.changed"}
 			if k == secevent.ReasonDisabled {
-				typ = "account.disabled"
+				types = append(types, "account.disabled")
 			}
-			ev, err := natsx.NewEvent(ctx, "auth-service", typ, id, map[string]any{
-				"id": id, "change": k, "roles": out.RoleList(), "disabled": out.Disabled,
-			})
-			if err != nil {
-				return err
-			}
-			if err := outbox.Add(tx, natsx.SubjectEventsPrefix+typ, ev); err != nil {
-				return err
+			for _, typ := range types {
+				ev, err := natsx.NewEvent(ctx, "auth-service", typ, id, Changed{
+					ID: id, Change: string(k), Roles: out.RoleList(), Disabled: out.Disabled,
+				})
+				if err != nil {
+					return err
+				}
+				if err := outbox.Add(tx, natsx.SubjectEventsPrefix+typ, ev); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
