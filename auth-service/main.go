@@ -8,9 +8,14 @@ import (
 	"os"
 
 	"github.com/rampart-go/rampart/auth-service/app"
+	"github.com/rampart-go/rampart/shared/healthcheck"
 )
 
 func main() {
+	// `auth-service healthcheck` probes the running service (the image has no curl).
+	if len(os.Args) > 1 && os.Args[1] == healthcheck.Command {
+		os.Exit(healthcheck.Main(context.Background(), os.LookupEnv, "127.0.0.1:9182", os.Args[2:], os.Stderr))
+	}
 	cfg, err := app.LoadConfig(os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "auth-service: configuration:\n%v\n", err)
