@@ -124,6 +124,7 @@ type Stack struct {
 	mu      sync.Mutex
 	errs    map[string]error
 	done    chan struct{}
+	ctl     control // stop and start one service (control.go)
 }
 
 // secrets are generated on first run and kept in Dir/secrets.json (0600).
@@ -204,6 +205,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 	}
 
+	s.ctl.listeners = listeners
 	natsTLS, err := s.natsServerTLS()
 	if err != nil {
 		closeAll()
@@ -273,7 +275,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	overrides := func(name string) service.Overrides {
 		return service.Overrides{
-			APIListener: listeners[name], OpsListener: listeners[name+"-ops"],
+			APIListener: s.ctl.listener(name), OpsListener: s.ctl.listener(name + "-ops"),
 			LogWriter: logw, SpanProcessors: o.SpanProcessors, CertReloadInterval: o.CertReloadInterval,
 		}
 	}
@@ -281,17 +283,13 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	run := func(name string, fn func(context.Context) error) {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := fn(runCtx); err != nil {
-				s.mu.Lock()
-				s.errs[name] = err
-				s.mu.Unlock()
-				log.Error("service stopped with error", slog.String("name", name), slog.Any("error", err))
-				cancel() // one service down takes the stack down: no half-running demo
-			}
-		}()
+		s.launch(runCtx, name, fn, func(err error) {
+			s.mu.Lock()
+			s.errs[name] = err
+			s.mu.Unlock()
+			log.Error("service stopped with error", slog.String("name", name), slog.Any("error", err))
+			cancel() // one service down takes the stack down: no half-running demo
+		})
 	}
 	run(Auth, func(ctx context.Context) error {
 		return authapp.Run(ctx, authapp.Config{
