@@ -6,6 +6,13 @@
 // runs the gateway, auth-, user- and order-service on real TCP listeners
 // with mutual TLS, writes DIR/endpoints.json, prints
 // "rampart devstack ready: <gateway url>" and runs until SIGINT/SIGTERM.
+//
+// With --postgres and --nats-url it runs the same services against an
+// external PostgreSQL and NATS, each service with its own role, database
+// and NATS user, as in docker compose (docs/deployment.md).
+//
+// `devstack init --dir DIR` only generates the state (PKI, passwords,
+// demo credentials) and exits: it is docker compose's one-shot init service.
 package main
 
 import (
@@ -15,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/rampart-go/rampart/deploy/stack"
 )
@@ -27,6 +35,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "init" {
+		return initState(args[1:])
+	}
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
 	dir := fs.String("dir", ".devstack", "state directory: PKI, databases, keys, NATS storage, secrets")
 	fresh := fs.Bool("fresh", false, "wipe the state directory first")
@@ -42,10 +53,14 @@ func run(args []string) error {
 		addrs[name+"-ops"] = fs.String(short+"-ops-addr", "", fmt.Sprintf("%s ops listener (default %s)", name, stack.DefaultAddrs[name+"-ops"]))
 	}
 	addrs["nats"] = fs.String("nats-addr", "", "embedded NATS listener (default "+stack.DefaultAddrs["nats"]+")")
+	postgres := fs.String("postgres", "", "external PostgreSQL base URL (postgres://host:port/?sslmode=…): one role and database per service, created by deploy/compose/postgres/init-databases.sh")
+	pgPrefix := fs.String("postgres-prefix", "", "prefix of the external PostgreSQL role and database names")
+	natsURL := fs.String("nats-url", "", "external NATS server (nats:// on loopback, or tls://) instead of the embedded one")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o := stack.Options{Dir: *dir, Fresh: *fresh, Ephemeral: *ephemeral, OTLPEndpoint: *otlp, Addrs: map[string]string{}}
+	o := stack.Options{Dir: *dir, Fresh: *fresh, Ephemeral: *ephemeral, OTLPEndpoint: *otlp, Addrs: map[string]string{},
+		Postgres: *postgres, PostgresPrefix: *pgPrefix, NATSURL: *natsURL}
 	for k, v := range addrs {
 		if *v != "" {
 			o.Addrs[k] = *v
@@ -61,4 +76,20 @@ func run(args []string) error {
 	fmt.Printf("rampart devstack ready: %s\n", s.Endpoints.Gateway)
 	s.Wait()
 	return s.Err()
+}
+
+// initState is `devstack init`: generate or refresh the state and exit.
+func initState(args []string) error {
+	fs := flag.NewFlagSet("devstack init", flag.ContinueOnError)
+	dir := fs.String("dir", ".devstack", "state directory")
+	compose := fs.Bool("compose", false, "also lay out one directory per container under DIR/compose")
+	validity := fs.Duration("cert-validity", 24*time.Hour, "service certificate lifetime")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := stack.Prepare(*dir, stack.PrepareOptions{CertValidity: *validity, Compose: *compose}); err != nil {
+		return err
+	}
+	fmt.Printf("rampart state ready: %s\n", *dir)
+	return nil
 }

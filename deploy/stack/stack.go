@@ -75,6 +75,16 @@ type Options struct {
 	CertReloadInterval time.Duration
 	// OTLPEndpoint, when set, exports every service's spans.
 	OTLPEndpoint string
+	// Postgres, when set, is the base URL of an external PostgreSQL
+	// (postgres://host:port/?sslmode=…): each service connects to its own
+	// database as its own role, as in docker compose (external.go).
+	Postgres string
+	// PostgresPrefix is prepended to every role and database name (a
+	// scratch namespace on a shared server; empty in compose).
+	PostgresPrefix string
+	// NATSURL, when set, is an external NATS server used instead of the
+	// embedded one; each service connects as its own user.
+	NATSURL string
 	// AuthRatePerMinute and AuthRateBurst override the auth service's
 	// per-address login and token limits (0: its defaults). Tests that
 	// sign in many times from loopback raise them.
@@ -117,6 +127,8 @@ type Stack struct {
 	NATS *natsx.Embedded
 	// Credentials are the demo accounts and clients (credentials.json).
 	Credentials authapp.Credentials
+	// natsURL is the external NATS server's URL, when there is one.
+	natsURL string
 
 	secrets *secrets
 	cancel  context.CancelFunc
@@ -130,6 +142,9 @@ type Stack struct {
 // secrets are generated on first run and kept in Dir/secrets.json (0600).
 type secrets struct {
 	NATSPasswords map[string]string `json:"nats_passwords"`
+	// PostgresPasswords are the per-service database roles' passwords,
+	// and PostgresAdmin's (compose's superuser).
+	PostgresPasswords map[string]string `json:"postgres_passwords"`
 }
 
 // Start prepares the state directory, starts NATS and the four services,
@@ -228,7 +243,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	users = append(users, natsx.User{Name: OpsUser, Password: sec.NATSPasswords[OpsUser], Publish: opsPub, Subscribe: opsSub,
 		PublishDeny: natsx.DestructiveJetStreamAPI()})
 	s.secrets = sec
-	if s.NATS, err = natsx.StartEmbedded(natsx.EmbeddedOptions{
+	if s.NATS, err = s.startBackends(o, natsx.EmbeddedOptions{
 		Host: natsHost, Port: natsPort, StoreDir: filepath.Join(dir, "nats"), TLS: natsTLS, Users: users, Logger: log,
 	}); err != nil {
 		closeAll()
@@ -242,7 +257,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.Endpoints = Endpoints{
 		Gateway:  publicURL.String(),
 		Services: map[string]ServiceEndpoints{},
-		NATS:     s.NATS.ClientURL(),
+		NATS:     s.natsClientURL(),
 		CAFile:   filepath.Join(s.PKIDir, "ca.crt"),
 	}
 	for _, name := range Services {
@@ -259,7 +274,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			TLSCert:           filepath.Join(s.PKIDir, name+".crt"),
 			TLSKey:            filepath.Join(s.PKIDir, name+".key"),
 			TLSCA:             filepath.Join(s.PKIDir, "ca.crt"),
-			NATSURL:           s.NATS.ClientURL(),
+			NATSURL:           s.natsClientURL(),
 			NATSUser:          name,
 			NATSPassword:      sec.NATSPasswords[name],
 			AllowedCallers:    AllowedCallers[name],
@@ -269,7 +284,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			OTLPEndpoint:      o.OTLPEndpoint,
 		}
 		if db {
-			c.DatabaseURL = "sqlite://" + filepath.Join(dir, "data", name+".db")
+			c.DatabaseURL = databaseURL(o, dir, name)
 		}
 		return c
 	}
@@ -331,7 +346,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	})
 	go func() {
 		s.wg.Wait()
-		s.NATS.Shutdown()
+		if s.NATS != nil {
+			s.NATS.Shutdown()
+		}
 		close(s.done)
 	}()
 
@@ -474,6 +491,15 @@ func loadSecrets(path string) (*secrets, error) {
 	for _, name := range append(append([]string{}, Services...), OpsUser) {
 		if s.NATSPasswords[name] == "" {
 			s.NATSPasswords[name] = Secret()
+			changed = true
+		}
+	}
+	if s.PostgresPasswords == nil {
+		s.PostgresPasswords = map[string]string{}
+	}
+	for _, name := range append(append([]string{}, DatabaseServices...), PostgresAdmin) {
+		if s.PostgresPasswords[name] == "" {
+			s.PostgresPasswords[name] = Secret()
 			changed = true
 		}
 	}
