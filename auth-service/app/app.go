@@ -12,11 +12,13 @@ import (
 	"syscall"
 
 	"github.com/rampart-go/rampart/auth-service/internal/account"
+	"github.com/rampart-go/rampart/auth-service/internal/events"
 	"github.com/rampart-go/rampart/auth-service/internal/httpapi"
 	"github.com/rampart-go/rampart/auth-service/internal/keys"
 	"github.com/rampart-go/rampart/auth-service/internal/oauth"
 	"github.com/rampart-go/rampart/auth-service/internal/password"
 	"github.com/rampart-go/rampart/auth-service/internal/store"
+	"github.com/rampart-go/rampart/shared/consumer"
 	"github.com/rampart-go/rampart/shared/outbox"
 	"github.com/rampart-go/rampart/shared/policy"
 	"github.com/rampart-go/rampart/shared/revocation"
@@ -86,6 +88,20 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	rt.AddWorker(srv.RunSweeper)
+
+	// Erasure: user-service's user.deleted disables the account and revokes
+	// every token of the user.
+	erasures, err := consumer.New(ctx, consumer.Options{
+		JS: rt.JS, Name: events.UserDeleted, Subjects: []string{events.UserDeletedSubject},
+		Handle: events.OnUserDeleted(accounts, srv, rt.Events, rt.Log), Logger: rt.Log,
+		TracerProvider: rt.Telemetry.TracerProvider, Propagator: rt.Telemetry.Propagator,
+		Registerer: rt.Telemetry.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	rt.AddWorker(erasures.Run)
+	rt.AddCheck(service.ReadyCheck("consumer", erasures.Ready))
 
 	engine, err := rt.Engine()
 	if err != nil {

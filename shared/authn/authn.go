@@ -6,9 +6,13 @@ package authn
 
 import (
 	"context"
+	"crypto/subtle"
+	"net/http"
+	"slices"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/rampart-go/rampart/shared/mtls"
 	"github.com/rampart-go/rampart/shared/policy"
 	"github.com/rampart-go/rampart/shared/problem"
 	"github.com/rampart-go/rampart/shared/secevent"
@@ -29,7 +33,10 @@ type Emitter interface {
 // Realm is the RFC 6750 realm of every challenge.
 const Realm = "rampart"
 
-const ctxClaims = "rampart.claims"
+const (
+	ctxClaims = "rampart.claims"
+	ctxRaw    = "rampart.raw_token"
+)
 
 // Middleware requires a valid access token. A request without one gets
 // `WWW-Authenticate: Bearer realm="rampart"` (RFC 6750 §3.1: no error code);
@@ -42,26 +49,84 @@ func Middleware(v Verifier, events Emitter) gin.HandlerFunc {
 		if err == nil {
 			var claims *tokens.Claims
 			if claims, err = v.Verify(ctx, raw); err == nil {
-				c.Set(ctxClaims, claims)
-				c.Next()
+				if claims.CertThumbprint == "" || boundToPeer(c.Request, claims) {
+					c.Set(ctxClaims, claims)
+					c.Set(ctxRaw, raw)
+					c.Next()
+					return
+				}
+				// A certificate-bound token (RFC 8705) is only good on a
+				// connection authenticated by that certificate: one lifted
+				// from a service and replayed by anyone else is refused.
+				reject(c, events, tokens.ReasonBinding)
 				return
 			}
 		}
-		reason := tokens.ReasonOf(err)
-		events.Emit(ctx, secevent.Event{
-			Type: secevent.TokenRejected, Reason: secevent.Reason(reason),
-			ClientIP: c.ClientIP(), Route: c.FullPath(), RequestID: server.RequestID(c),
-		})
-		challenge := `Bearer realm="` + Realm + `"`
-		msg := "a bearer access token is required"
-		if reason != tokens.ReasonMissing {
-			challenge += `, error="invalid_token"`
-			msg = "the access token is invalid"
-		}
-		c.Header("WWW-Authenticate", challenge)
-		server.Fail(c, problem.New(problem.Unauthenticated, msg))
+		reject(c, events, tokens.ReasonOf(err))
 	}
 }
+
+// reject emits token.rejected with reason and answers the RFC 6750 401.
+func reject(c *gin.Context, events Emitter, reason tokens.Reason) {
+	events.Emit(c.Request.Context(), secevent.Event{
+		Type: secevent.TokenRejected, Reason: secevent.Reason(reason),
+		ClientIP: c.ClientIP(), Route: c.FullPath(), RequestID: server.RequestID(c),
+	})
+	challenge := `Bearer realm="` + Realm + `"`
+	msg := "a bearer access token is required"
+	if reason != tokens.ReasonMissing {
+		challenge += `, error="invalid_token"`
+		msg = "the access token is invalid"
+	}
+	c.Header("WWW-Authenticate", challenge)
+	server.Fail(c, problem.New(problem.Unauthenticated, msg))
+}
+
+// boundToPeer reports whether claims' cnf.x5t#S256 is the thumbprint of the
+// certificate the caller presented on this connection.
+func boundToPeer(r *http.Request, claims *tokens.Claims) bool {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return false
+	}
+	want := mtls.Thumbprint(r.TLS.PeerCertificates[0])
+	return subtle.ConstantTimeCompare([]byte(want), []byte(claims.CertThumbprint)) == 1
+}
+
+// RequireBinding refuses (401, token.rejected/binding) a token that is not
+// bound to the caller's certificate. Routes for service callers use it: a
+// bearer token alone is not enough there, the caller must also hold the
+// key it was issued to. It must run after Middleware, which has already
+// refused a bound token presented on the wrong connection.
+func RequireBinding(events Emitter) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if claims := Claims(c); claims == nil || claims.CertThumbprint == "" {
+			reject(c, events, tokens.ReasonBinding)
+			return
+		}
+		c.Next()
+	}
+}
+
+// RequirePeer lets only the named service identities through: the listener's
+// allowlist admits every service that may call this one at all, and this
+// narrows one route group further (403, mtls.rejected/identity_not_allowed).
+func RequirePeer(events Emitter, allowed ...string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if id, ok := mtls.PeerIdentity(c.Request); ok && slices.Contains(allowed, id) {
+			c.Next()
+			return
+		}
+		events.Emit(c.Request.Context(), secevent.Event{
+			Type: secevent.MTLSRejected, Reason: secevent.ReasonIdentityNotAllowed,
+			ClientIP: c.ClientIP(), Route: c.FullPath(), RequestID: server.RequestID(c),
+		})
+		server.Fail(c, problem.New(problem.Forbidden, "this caller may not use this route"))
+	}
+}
+
+// RawToken returns the access token Middleware verified, for a service that
+// exchanges it for a token to call another service on the user's behalf.
+func RawToken(c *gin.Context) string { return c.GetString(ctxRaw) }
 
 // Claims returns the verified claims Middleware stored; nil if none.
 func Claims(c *gin.Context) *tokens.Claims {

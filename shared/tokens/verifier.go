@@ -60,6 +60,10 @@ const (
 	// ReasonClaims: a required claim is missing or malformed, or the header
 	// has a crit member (we implement no extension, RFC 7515 §4.1.11).
 	ReasonClaims Reason = "claims"
+	// ReasonBinding: the token is bound to a client certificate (cnf) that
+	// the caller did not present. The verifier never returns it (it sees no
+	// connection); the HTTP middleware that checks the binding does.
+	ReasonBinding Reason = "binding"
 )
 
 // Error is a refused token. Callers show the same 401 whatever the Reason
