@@ -5,6 +5,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -178,11 +179,13 @@ func (h *handlers) patchAccount(c *gin.Context) {
 			Type: secevent.AccountChanged, Reason: k, Subject: a.ID, ClientID: authn.Claims(c).ClientID,
 			Route: c.FullPath(), RequestID: server.RequestID(c),
 		})
-		if k == secevent.ReasonDisabled || k == secevent.ReasonRoles {
-			if err := h.revoke(ctx, c, a.ID); err != nil {
-				server.Fail(c, err)
-				return
-			}
+	}
+	// One revocation (and one auth.token.revoked) however many of the
+	// changes call for it.
+	if slices.Contains(kinds, secevent.ReasonDisabled) || slices.Contains(kinds, secevent.ReasonRoles) {
+		if err := h.revoke(ctx, c, a.ID); err != nil {
+			server.Fail(c, err)
+			return
 		}
 	}
 	c.JSON(http.StatusOK, view(a))
