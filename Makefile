@@ -44,6 +44,11 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=$${COUNT:-6} $(PACKAGES) | tee bench.out
 	@echo "compare runs with: benchstat old.out bench.out"
 
+## bench-gateway: wrk against the upstream, nginx, HAProxy, Caddy and the gateway in one run (deploy/bench/gateway.sh)
+.PHONY: bench-gateway
+bench-gateway:
+	deploy/bench/gateway.sh
+
 ## vulncheck: needs the online vulnerability database (hosted CI only)
 vulncheck:
 	$(GO) run golang.org/x/vuln/cmd/govulncheck@v1.9.0 $(PACKAGES)
