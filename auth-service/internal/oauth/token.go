@@ -61,6 +61,9 @@ func (s *Server) token(c *gin.Context) {
 		return
 	}
 	if !cl.allowsGrant(grant) {
+		// An authenticated client trying a grant it is not registered for
+		// (a public client attempting token exchange, say) is probing.
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonClientMismatch, "", cl.ID)
 		writeError(c, errUnauthorizedClient("this client may not use "+grant))
 		return
 	}
@@ -250,7 +253,7 @@ func (s *Server) clientCredentials(c *gin.Context, cl *client, p Params) (*token
 	if oerr != nil {
 		return nil, oerr
 	}
-	aud, oerr := s.audienceFor(cl, p.Get("audience"))
+	aud, oerr := s.audienceFor(c, cl, p.Get("audience"))
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -270,7 +273,9 @@ func (s *Server) clientCredentials(c *gin.Context, cl *client, p Params) (*token
 // as act.sub, bound to its certificate. Only tls_client_auth clients may
 // exchange, so the actor is always a proven service identity.
 func (s *Server) tokenExchange(c *gin.Context, cl *client, p Params) (*tokenResponse, *oauthError) {
+	ctx := c.Request.Context()
 	if cl.cert == nil {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonClientMismatch, "", cl.ID)
 		return nil, errUnauthorizedClient("token exchange requires tls_client_auth")
 	}
 	if p.Get("subject_token_type") != TokenTypeAccess {
@@ -285,43 +290,63 @@ func (s *Server) tokenExchange(c *gin.Context, cl *client, p Params) (*tokenResp
 	if p.Get("audience") == "" {
 		return nil, errInvalidTarget("audience is required")
 	}
-	aud, oerr := s.audienceFor(cl, p.Get("audience"))
-	if oerr != nil {
-		return nil, oerr
-	}
-	subj, err := s.access.Verify(c.Request.Context(), p.Get("subject_token"))
-	if err != nil {
-		s.events.Emit(c.Request.Context(), secevent.Event{
-			Type: secevent.TokenRejected, Reason: secevent.Reason(tokens.ReasonOf(err)), ClientID: cl.ID,
-			ClientIP: s.clientIP(c.Request), Route: c.FullPath(),
-		})
-		return nil, errInvalidGrant("the subject token is not valid")
-	}
-	if subj.Actor != "" {
-		return nil, errInvalidGrant("a delegated token cannot be exchanged again")
-	}
 	asked := strings.Fields(p.Get("scope"))
 	if len(asked) == 0 {
 		return nil, errInvalidScope("scope is required: ask for what the call needs")
 	}
+	// The exchanged token is for one other service, never the public API:
+	// a token the actor could spend anywhere would defeat the down-scoping.
+	if p.Get("audience") == s.cfg.Audience {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonScope, "", cl.ID)
+		return nil, errInvalidTarget("audience must be the service the call is for")
+	}
+	aud, oerr := s.audienceFor(c, cl, p.Get("audience"))
+	if oerr != nil {
+		return nil, oerr
+	}
+	subj, err := s.access.Verify(ctx, p.Get("subject_token"))
+	if err != nil {
+		s.emit(c, secevent.TokenRejected, secevent.Reason(tokens.ReasonOf(err)), "", cl.ID)
+		return nil, errInvalidGrant("the subject token is not valid")
+	}
+	// Only a user's own token can be exchanged: not one that is already
+	// delegated (no chains of actors), and not a client's
+	// client_credentials token (its sub is the client, not a user).
+	if subj.Actor != "" || subj.Subject == subj.ClientID {
+		s.emit(c, secevent.TokenRejected, secevent.ReasonClaims, subj.Subject, cl.ID)
+		return nil, errInvalidGrant("the subject token is not a user's access token")
+	}
 	var scope []string
 	for _, sc := range asked {
-		if subj.HasScope(sc) && slices.Contains(cl.scopes(), sc) {
+		if subj.HasScope(sc) && slices.Contains(cl.scopes(), sc) && !slices.Contains(scope, sc) {
 			scope = append(scope, sc)
 		}
 	}
 	if len(scope) == 0 {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonScope, subj.Subject, cl.ID)
 		return nil, errInvalidScope("the user holds none of the requested scopes")
 	}
-	ttl := min(s.cfg.ExchangeTokenTTL, time.Until(subj.ExpiresAt))
+	ttl := min(s.cfg.ExchangeTokenTTL, subj.ExpiresAt.Sub(s.now())).Truncate(time.Second)
 	if ttl < time.Second {
+		s.emit(c, secevent.TokenRejected, secevent.ReasonExpired, subj.Subject, cl.ID)
 		return nil, errInvalidGrant("the subject token is about to expire")
 	}
-	at, _, _, err := s.mintAccess(c.Request.Context(), accessSpec{
+	at, jti, exp, err := s.mintAccess(ctx, accessSpec{
 		Subject: subj.Subject, Audience: aud, ClientID: cl.ID, Scope: joinScopes(scope), Roles: subj.Roles,
-		TTL: ttl.Truncate(time.Second), Cert: cl.certThumbprint(), Actor: mtls.ServiceID(cl.ID),
+		TTL: ttl, Cert: cl.certThumbprint(), Actor: mtls.ServiceID(cl.ID),
 	})
 	if err != nil {
+		return nil, errServer()
+	}
+	// A token derived from one issued within a family joins that family,
+	// so logout, refresh reuse and code replay deny it with its source.
+	var src store.FamilyAccessToken
+	if err := s.db.WithContext(ctx).Where("jti = ?", subj.ID).Take(&src).Error; err == nil {
+		if err := s.db.WithContext(ctx).Create(&store.FamilyAccessToken{JTI: jti, FamilyID: src.FamilyID, ExpiresAt: exp}).Error; err != nil {
+			s.log.Error("record exchanged token", "error", err)
+			return nil, errServer()
+		}
+	} else if !errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, errServer()
 	}
 	return &tokenResponse{
@@ -346,12 +371,14 @@ func requestedScopes(cl *client, raw string) ([]string, *oauthError) {
 }
 
 // audienceFor checks a requested audience: the public API by default, or a
-// service the client is registered to call.
-func (s *Server) audienceFor(cl *client, asked string) (string, *oauthError) {
+// service the client is registered to call. Asking for any other is a
+// scope the client does not have: one auth.grant.invalid/scope.
+func (s *Server) audienceFor(c *gin.Context, cl *client, asked string) (string, *oauthError) {
 	if asked == "" || asked == s.cfg.Audience {
 		return s.cfg.Audience, nil
 	}
 	if strings.ContainsAny(asked, " ") || !slices.Contains(cl.audiences(), asked) {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonScope, "", cl.ID)
 		return "", errInvalidTarget("the client may not request audience " + safeName(asked))
 	}
 	return asked, nil
