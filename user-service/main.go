@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/rampart-go/rampart/user-service/app"
 	"github.com/rampart-go/rampart/shared/healthcheck"
+	"github.com/rampart-go/rampart/user-service/app"
 )
 
 func main() {

@@ -99,7 +99,7 @@ func printable(s string, newlines bool) bool {
 		return false
 	}
 	return !strings.ContainsFunc(s, func(r rune) bool {
-		return unicode.IsControl(r) && !(newlines && r == '\n')
+		return unicode.IsControl(r) && (!newlines || r != '\n')
 	})
 }
 

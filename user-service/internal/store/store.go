@@ -133,7 +133,7 @@ func (s *Store) Update(ctx context.Context, id string, p profile.Patch) (profile
 // lockForUpdate is SELECT … FOR UPDATE on PostgreSQL; SQLite serialises
 // writers anyway and has no such clause.
 func lockForUpdate(tx *gorm.DB) []clause.Expression {
-	if tx.Dialector.Name() == "postgres" {
+	if tx.Name() == "postgres" {
 		return []clause.Expression{clause.Locking{Strength: "UPDATE"}}
 	}
 	return nil
