@@ -375,5 +375,5 @@ var pages = template.Must(template.New("pages").Parse(`
 {{define "error"}}{{template "head"}}
 <main><h1>Sign-in problem</h1><p>{{.Message}}</p></main></body></html>{{end}}
 {{define "loggedout"}}{{template "head"}}
-<main><h1>Signed out</h1><p>You are signed out of Rampart.</p></main></body></html>{{end}}
+<main><h1>Signed out</h1><p>You are signed out of Rampart.</p>{{with .}}<p>{{.}}</p>{{end}}</main></body></html>{{end}}
 `))

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
+	"net/url"
 	"strings"
 	"time"
 
@@ -181,17 +181,64 @@ func (s *Server) userinfo(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// logout is OIDC RP-initiated logout: it ends the browser session and
+// logout is OIDC RP-initiated logout 1.0: it ends the browser session and
 // revokes the refresh tokens (and access tokens) issued within it. It
 // redirects only to a post_logout_redirect_uri registered for the client
-// the id_token_hint names.
+// that id_token_hint (or client_id) names, matched as redirect URIs are;
+// state is echoed. A bad hint or an unregistered address is refused — the
+// session still ends, since the user asked to sign out — with a 400 page,
+// no redirect, and one security event.
 func (s *Server) logout(c *gin.Context) {
-	ctx := c.Request.Context()
 	p, err := ParseValues(c.Request.URL.Query())
 	if err != nil {
 		s.errorPage(c, http.StatusBadRequest, "The sign-out request is malformed.")
 		return
 	}
+	s.endSession(c)
+
+	target := p.Get("post_logout_redirect_uri")
+	clientID := p.Get("client_id")
+	if hint := p.Get("id_token_hint"); hint != "" {
+		aud, reason := s.idTokenAudience(hint)
+		if reason != "" {
+			s.emit(c, secevent.TokenRejected, reason, "", "")
+			s.page(c, http.StatusBadRequest, "loggedout", "The application's sign-out request could not be verified, so you were not sent back to it.")
+			return
+		}
+		if clientID != "" && clientID != aud {
+			s.emit(c, secevent.GrantInvalid, secevent.ReasonClientMismatch, "", aud)
+			s.page(c, http.StatusBadRequest, "loggedout", "The application's sign-out request is inconsistent, so you were not sent back to it.")
+			return
+		}
+		clientID = aud
+	}
+	if target == "" {
+		s.page(c, http.StatusOK, "loggedout", nil)
+		return
+	}
+	var cl *store.Client
+	if clientID != "" {
+		if cl, err = s.lookupClient(c, clientID); err != nil {
+			s.page(c, http.StatusServiceUnavailable, "loggedout", "You could not be sent back to the application right now.")
+			return
+		}
+	}
+	if cl == nil || !matchRedirect(strings.Fields(cl.PostLogoutRedirectURIs), target) {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonRedirectMismatch, "", boundedClientID(cl, clientID))
+		s.page(c, http.StatusBadRequest, "loggedout", "The application asked to send you to an address it has not registered, so you were not sent there.")
+		return
+	}
+	if st := p.Get("state"); st != "" {
+		target = withQuery(target, url.Values{"state": {st}})
+	}
+	c.Redirect(http.StatusSeeOther, target)
+}
+
+// endSession ends the browser's session, if it has one: every token family
+// issued within it is revoked (refresh tokens and access tokens), the
+// session row deleted and the cookie cleared.
+func (s *Server) endSession(c *gin.Context) {
+	ctx := c.Request.Context()
 	if sid, err := c.Cookie(sessionCookie); err == nil && sid != "" {
 		var sess store.Session
 		if s.db.WithContext(ctx).Where("id_hash = ?", hash(sid)).Take(&sess).Error == nil {
@@ -205,49 +252,50 @@ func (s *Server) logout(c *gin.Context) {
 		}
 	}
 	setCookie(c, sessionCookie, "", -1)
-
-	target := p.Get("post_logout_redirect_uri")
-	clientID := p.Get("client_id")
-	if hint := p.Get("id_token_hint"); hint != "" {
-		if aud, ok := s.idTokenAudience(hint); ok {
-			if clientID != "" && clientID != aud {
-				target = ""
-			}
-			clientID = aud
-		} else {
-			target = ""
-		}
-	}
-	if target != "" && clientID != "" {
-		if cl, err := s.lookupClient(c, clientID); err == nil && cl != nil &&
-			slices.Contains(strings.Fields(cl.PostLogoutRedirectURIs), target) {
-			q := map[string][]string{}
-			if st := p.Get("state"); st != "" {
-				q["state"] = []string{st}
-			}
-			c.Redirect(http.StatusSeeOther, withQuery(target, q))
-			return
-		}
-	}
-	s.page(c, http.StatusOK, "loggedout", nil)
 }
 
+// maxIDTokenHint bounds the hint before it is parsed (the verifier's bound
+// for access tokens).
+const maxIDTokenHint = 8192
+
+// errUnknownKid is an ID token hint whose kid is not one of our keys.
+var errUnknownKid = errors.New("unknown key")
+
 // idTokenAudience verifies an ID token we issued (expired ones are fine as
-// a logout hint, per OIDC RP-Initiated Logout §2) and returns its client.
-func (s *Server) idTokenAudience(raw string) (string, bool) {
+// a logout hint, per OIDC RP-Initiated Logout §2) and returns its client,
+// or the token.rejected reason it fails with.
+func (s *Server) idTokenAudience(raw string) (string, secevent.Reason) {
+	if len(raw) > maxIDTokenHint {
+		return "", secevent.ReasonTooLarge
+	}
 	pubs := s.keys.PublicKeys()
 	var cl IDClaims
-	_, err := jwt.ParseWithClaims(raw, &cl, func(t *jwt.Token) (any, error) {
+	tok, err := jwt.ParseWithClaims(raw, &cl, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		if k, ok := pubs[kid]; ok {
 			return k, nil
 		}
-		return nil, errors.New("unknown key")
-	}, jwt.WithValidMethods([]string{"RS256", "ES256"}), jwt.WithIssuer(s.cfg.Issuer), jwt.WithoutClaimsValidation())
-	if err != nil || cl.Issuer != s.cfg.Issuer || len(cl.Audience) != 1 {
-		return "", false
+		return nil, errUnknownKid
+	}, jwt.WithValidMethods([]string{"RS256", "ES256"}), jwt.WithoutClaimsValidation())
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "", secevent.ReasonMalformed
+	case errors.Is(err, errUnknownKid):
+		return "", secevent.ReasonUnknownKey
+	case err != nil:
+		return "", secevent.ReasonSignature
 	}
-	return cl.Audience[0], true
+	// An access token is not an ID token, whoever signed it.
+	if typ, _ := tok.Header["typ"].(string); typ != "JWT" {
+		return "", secevent.ReasonType
+	}
+	if cl.Issuer != s.cfg.Issuer {
+		return "", secevent.ReasonIssuer
+	}
+	if len(cl.Audience) != 1 {
+		return "", secevent.ReasonClaims
+	}
+	return cl.Audience[0], ""
 }
 
 // RevokeSubject revokes every token of an account: all refresh-token
