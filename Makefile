@@ -9,22 +9,31 @@ PACKAGES      := $(addsuffix /...,$(MODULE_DIRS))
 GOLANGCI_LINT := $(BIN)/golangci-lint
 GOLANGCI_VER  := v2.15.0
 BENCHSTAT     := $(BIN)/benchstat
+PROMTOOL      := $(BIN)/promtool
 TEST_FLAGS    ?= -race -count=1 -timeout=20m
 
-.PHONY: run test test-short lint bench vulncheck fmt tidy clean
+.PHONY: run test test-short promtool lint bench vulncheck fmt tidy clean
 
 ## run: the whole system in one process (embedded NATS, SQLite, generated PKI)
 run:
 	$(GO) run ./deploy/devstack $(ARGS)
 
 ## test: every module's tests, end-to-end included, with the race detector
-test:
+test: promtool
 	$(GO) vet $(PACKAGES)
 	$(GO) test $(TEST_FLAGS) $(PACKAGES)
 
 ## test-short: the fast inner loop (no race detector, -short)
-test-short:
+test-short: promtool
 	$(GO) test -short -count=1 $(PACKAGES)
+
+## promtool: Debian's (apt-get install prometheus) when on PATH, else built
+## into ./bin from the Go module proxy (deploy/observability finds either).
+## Prometheus's go.mod has exclude directives, so `go install …@version`
+## cannot build it: deploy/prometheus/promtool is a pinned tool module.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || [ -x $(PROMTOOL) ] || \
+		(cd deploy/prometheus/promtool && GOWORK=off $(GO) build -o $(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool)
 
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VER)
