@@ -122,7 +122,7 @@ func (s *Stack) natsClientURL() string {
 // writeFile writes data to path atomically with mode.
 func writeFile(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
+	if err := os.WriteFile(tmp, data, mode); err != nil { //nolint:gosec // paths under devstack's own state directory
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := os.Chmod(tmp, mode); err != nil {

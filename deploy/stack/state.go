@@ -68,6 +68,10 @@ func Prepare(dir string, o PrepareOptions) error {
 	if _, err := ensureCredentials(filepath.Join(dir, "credentials.json")); err != nil {
 		return err
 	}
+	// The passwords init-databases.sh reads, for an external PostgreSQL.
+	if err := writePgpass(dir, "", sec); err != nil {
+		return err
+	}
 	if o.Compose {
 		return layoutCompose(dir, sec)
 	}
