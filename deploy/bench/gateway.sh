@@ -15,7 +15,7 @@
 #
 # Environment: DURATION (default 10s), WARMUP (3s), CONNECTIONS (64),
 # THREADS (2), PORT_BASE (18080), TARGETS (default all:
-# "direct nginx haproxy caddy nginx-tls gateway"), KEEP=1 keeps the temp
+# "direct nginx haproxy caddy nginx-tls gateway gateway-gogc400"), KEEP=1 keeps the temp
 # directory, RAW (default bench-gateway.out) receives the raw wrk output.
 set -euo pipefail
 
@@ -24,7 +24,7 @@ WARMUP=${WARMUP:-3s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 PORT_BASE=${PORT_BASE:-18080}
-TARGETS=${TARGETS:-"direct nginx haproxy caddy nginx-tls gateway"}
+TARGETS=${TARGETS:-"direct nginx haproxy caddy nginx-tls gateway gateway-gogc400"}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RAW=${RAW:-$ROOT/bench-gateway.out}
 
@@ -200,21 +200,25 @@ EOF
 	stop_last
 }
 
+# run_gateway NAME [ENV=VALUE...]: the gateway, with extra environment
+# (gateway-gogc400: GOGC=400, the one runtime knob; default otherwise).
 run_gateway() {
+	local name=$1
+	shift
 	rm -f "$WORK/token"
-	"$WORK/gatewaybench" gateway -dir "$WORK" -addr "127.0.0.1:$P_GATEWAY" -ops "127.0.0.1:$P_GATEWAY_OPS" \
+	env "$@" "$WORK/gatewaybench" gateway -dir "$WORK" -addr "127.0.0.1:$P_GATEWAY" -ops "127.0.0.1:$P_GATEWAY_OPS" \
 		-upstream "https://127.0.0.1:$UP_MTLS" ${GATEWAY_FLAGS:-} >"$WORK/gateway.out" 2>&1 &
 	PIDS+=($!)
 	for _ in $(seq 1 600); do [[ -s "$WORK/token" ]] && break; sleep 0.1; done
 	[[ -s "$WORK/token" ]] || { cat "$WORK/gateway.out" >&2; echo "bench-gateway: gateway not ready" >&2; exit 1; }
-	measure gateway "https://127.0.0.1:$P_GATEWAY$PATH_" -H "Authorization: Bearer $(cat "$WORK/token")"
+	measure "$name" "https://127.0.0.1:$P_GATEWAY$PATH_" -H "Authorization: Bearer $(cat "$WORK/token")"
 	# The gateway's own count of what it did, for the record: every
 	# request a cache hit, none throttled.
 	{
 		echo
-		echo "## gateway metrics after the run"
+		echo "## $name metrics after the run"
 		(exec 3<>"/dev/tcp/127.0.0.1/$P_GATEWAY_OPS" && printf 'GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n' >&3 && cat <&3) |
-			grep -E '^rampart_gateway_(token_checks_total|ratelimit_decisions_total)' || true
+			grep -E '^rampart_gateway_(token_checks_total|ratelimit_decisions_total)' | grep -v ' 0$' || true
 	} >>"$RAW"
 	stop_last
 }
@@ -226,7 +230,8 @@ for t in $TARGETS; do
 	nginx-tls) run_nginx tls ;;
 	haproxy) run_haproxy ;;
 	caddy) run_caddy ;;
-	gateway) run_gateway ;;
+	gateway) run_gateway gateway ;;
+	gateway-gogc400) run_gateway gateway-gogc400 GOGC=400 ;;
 	*) echo "bench-gateway: unknown target $t" >&2; exit 2 ;;
 	esac
 done
