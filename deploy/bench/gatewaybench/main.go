@@ -34,7 +34,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	_ "net/http/pprof" // -pprof only: DefaultServeMux on its own listener
+	_ "net/http/pprof" //nolint:gosec // G108: a benchmark harness; pprof is served only with -pprof, on its own listener
 	"net/url"
 	"os"
 	"os/signal"
@@ -319,7 +319,7 @@ func waitReady(ctx context.Context, pki, base, tok string, runErr <-chan error) 
 			return ctx.Err()
 		default:
 		}
-		if status(c, base+"/readyz", "") == http.StatusOK {
+		if status(ctx, c, base+"/readyz", "") == http.StatusOK {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -327,14 +327,14 @@ func waitReady(ctx context.Context, pki, base, tok string, runErr <-chan error) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if st := status(c, base+"/api/v1/orders", tok); st != http.StatusOK {
+	if st := status(ctx, c, base+"/api/v1/orders", tok); st != http.StatusOK {
 		return fmt.Errorf("GET /api/v1/orders with the benchmark token → %d, want 200", st)
 	}
 	return nil
 }
 
-func status(c *http.Client, u, tok string) int {
-	req, _ := http.NewRequest(http.MethodGet, u, nil)
+func status(ctx context.Context, c *http.Client, u, tok string) int {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
