@@ -549,10 +549,8 @@ func TestAdminDisableRevokesAndEnableRestoresLogin(t *testing.T) {
 	if d := e.secEvents(t, stack.Auth, "account.changed", "disabled") - dis0; d != 1 {
 		t.Errorf("account.changed/disabled events: %v", d)
 	}
-	var types []string
 	for _, want := range []string{"account.changed", "account.disabled"} {
 		ev := events.find(want+" for "+id, func(ev natsx.Event) bool { return ev.Subject == id && ev.Type != "account.created" })
-		types = append(types, ev.Type)
 		if d := dataOf(t, ev); ev.Type != want || d["change"] != "disabled" || d["disabled"] != true {
 			t.Errorf("event %s data %v, want %s", ev.Type, d, want)
 		}
