@@ -89,7 +89,7 @@ func TestGatewayRevocationPropagation(t *testing.T) {
 
 	const bound = 5 * time.Second
 	samples := make([]time.Duration, 0, revocationSamples)
-	polls, firstPoll := 0, 0
+	polls, firstPoll, upstreamFirst := 0, 0, 0
 	for i := range revocationSamples {
 		tok := e.machineToken(t)
 		if resp := e.gatewayStatus(t, tok); resp.StatusCode == http.StatusUnauthorized {
@@ -100,7 +100,13 @@ func TestGatewayRevocationPropagation(t *testing.T) {
 		for try := 1; ; try++ {
 			polls++
 			resp := e.gatewayStatus(t, tok)
-			if resp.StatusCode == http.StatusUnauthorized {
+			if resp.StatusCode == http.StatusUnauthorized && resp.Header.Get("RateLimit-Limit") != "" {
+				// user-service applied the revocation before the gateway
+				// did: the gateway passed the request on (it took a rate
+				// limit decision, which its own token refusal of a cached
+				// token comes before). Not yet the gateway's denial.
+				upstreamFirst++
+			} else if resp.StatusCode == http.StatusUnauthorized {
 				samples = append(samples, time.Since(revoked))
 				if try == 1 {
 					firstPoll++
@@ -118,13 +124,23 @@ func TestGatewayRevocationPropagation(t *testing.T) {
 	slices.Sort(samples)
 	t.Logf("revocation propagation (revoke call returned → gateway 401), %d samples, %d requests: p50 %v, p90 %v, p99 %v, max %v",
 		len(samples), polls, percentile(samples, 0.50), percentile(samples, 0.90), percentile(samples, 0.99), samples[len(samples)-1])
-	t.Logf("%d of %d tokens were refused on the first request after the revoke call returned", firstPoll, len(samples))
+	t.Logf("%d of %d tokens were refused by the gateway on the first request after the revoke call returned; "+
+		"%d requests were refused by user-service behind a gateway that had not applied the revocation yet", firstPoll, len(samples), upstreamFirst)
 
 	// Security events are counted as they are emitted; give the last one
 	// a moment to be scraped.
-	waitFor(t, 2*time.Second, "one gateway token.rejected/revoked event per sample", func() bool {
-		return e.metric(t, stack.Gateway, "rampart_security_events_total", lbl)-before == revocationSamples
-	})
+	var got float64
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got = e.metric(t, stack.Gateway, "rampart_security_events_total", lbl) - before
+		if got == revocationSamples || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got != revocationSamples {
+		t.Errorf("gateway token.rejected/revoked events: %v, want one per sample (%d)", got, revocationSamples)
+	}
 }
 
 // TestGatewayStartedAfterRevocationDenies: a gateway that was not running
