@@ -414,7 +414,7 @@ func keys[V any](m map[string]V) []string {
 // a runbook section that exists, and unit tests that see it fire and stay
 // quiet.
 func TestAlertRules(t *testing.T) {
-	doc, err := os.ReadFile(filepath.Join(root, "docs", "observability.md"))
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,8 +440,8 @@ func TestAlertRules(t *testing.T) {
 					}
 				}
 				base, anchor, _ := strings.Cut(r.Annotations["runbook_url"], "#")
-				if base != allowedURLBase+"blob/main/docs/observability.md" || !anchors[anchor] {
-					t.Errorf("%s: runbook_url %q is not a section of docs/observability.md", r.Alert, r.Annotations["runbook_url"])
+				if base != allowedURLBase+"blob/main/docs/operations.md" || !anchors[anchor] {
+					t.Errorf("%s: runbook_url %q is not a section of docs/operations.md", r.Alert, r.Annotations["runbook_url"])
 				}
 				if !fires[r.Alert] {
 					t.Errorf("%s: no promtool test sees it fire", r.Alert)
