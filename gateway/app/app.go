@@ -19,7 +19,6 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/rampart-go/rampart/gateway/internal/breaker"
 	"github.com/rampart-go/rampart/gateway/internal/edge"
 	"github.com/rampart-go/rampart/gateway/internal/edgeauth"
 	"github.com/rampart-go/rampart/gateway/internal/httpapi"
@@ -27,6 +26,7 @@ import (
 	"github.com/rampart-go/rampart/gateway/internal/proxy"
 	"github.com/rampart-go/rampart/gateway/internal/ratelimit"
 	"github.com/rampart-go/rampart/gateway/internal/route"
+	"github.com/rampart-go/rampart/shared/breaker"
 	"github.com/rampart-go/rampart/shared/mtls"
 	"github.com/rampart-go/rampart/shared/problem"
 	"github.com/rampart-go/rampart/shared/revocation"

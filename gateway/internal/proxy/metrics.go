@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rampart-go/rampart/gateway/internal/breaker"
+	"github.com/rampart-go/rampart/shared/breaker"
 )
 
 // Outcomes of one upstream exchange, the bounded "outcome" label.

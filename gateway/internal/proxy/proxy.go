@@ -18,8 +18,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rampart-go/rampart/gateway/internal/breaker"
 	"github.com/rampart-go/rampart/gateway/internal/reqctx"
+	"github.com/rampart-go/rampart/shared/breaker"
 	"github.com/rampart-go/rampart/shared/problem"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/rampart-go/rampart/gateway/internal/breaker"
+	"github.com/rampart-go/rampart/shared/breaker"
 )
 
 type fakeClock struct{ ns atomic.Int64 }

@@ -1,7 +1,7 @@
 // Package breaker is a circuit breaker for one upstream. After Threshold
 // consecutive failures it opens: requests are refused at once (the gateway
-// answers 503 with Retry-After) instead of each waiting for a dial or a
-// timeout against a service that is down. After OpenFor it lets one probe
+// and order-service answer 503 with Retry-After) instead of each waiting for
+// a dial or a timeout against a service that is down. After OpenFor it lets one probe
 // through (half-open); the probe's success closes it, its failure opens it
 // again.
 package breaker
