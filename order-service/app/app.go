@@ -30,7 +30,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	st := store.New(rt.DB)
+	st := store.New(rt.DB, nil)
 
 	engine, err := rt.Engine()
 	if err != nil {

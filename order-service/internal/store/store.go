@@ -29,10 +29,20 @@ func mustSub(f embed.FS, dir string) fs.FS {
 }
 
 // Store is the gorm-backed repository.
-type Store struct{ db *gorm.DB }
+type Store struct {
+	db *gorm.DB
+	// notify wakes the outbox relay after a commit that queued an event.
+	notify func()
+}
 
-// New returns a Store on db.
-func New(db *gorm.DB) *Store { return &Store{db: db} }
+// New returns a Store on db; notify (optional) is called after a commit
+// that wrote to the outbox.
+func New(db *gorm.DB, notify func()) *Store {
+	if notify == nil {
+		notify = func() {}
+	}
+	return &Store{db: db, notify: notify}
+}
 
 type catalogRow struct {
 	SKU        string `gorm:"column:sku;primaryKey"`

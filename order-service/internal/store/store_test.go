@@ -28,7 +28,7 @@ func TestCatalogueIsSeededByMigration(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		items, err := New(db).ListCatalog(ctx)
+		items, err := New(db, nil).ListCatalog(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
