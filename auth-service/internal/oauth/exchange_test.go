@@ -17,8 +17,11 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rampart-go/rampart/auth-service/internal/account"
 	"github.com/rampart-go/rampart/auth-service/internal/keys"
+	"github.com/rampart-go/rampart/auth-service/internal/password"
 	"github.com/rampart-go/rampart/auth-service/internal/store"
 	"github.com/rampart-go/rampart/shared/dbx"
 	"github.com/rampart-go/rampart/shared/mtls"
@@ -53,6 +56,8 @@ type exchangeFixture struct {
 	events *recorder
 	now    time.Time
 	cert   *x509.Certificate
+	keys   *keys.Manager
+	reg    *prometheus.Registry
 }
 
 func newExchangeFixture(t *testing.T) *exchangeFixture {
@@ -68,13 +73,20 @@ func newExchangeFixture(t *testing.T) *exchangeFixture {
 	if err := RegisterClients(ctx, db, DefaultClients("")); err != nil {
 		t.Fatal(err)
 	}
-	f := &exchangeFixture{events: &recorder{}, now: time.Now().Truncate(time.Second)}
+	f := &exchangeFixture{events: &recorder{}, now: time.Now().Truncate(time.Second), reg: prometheus.NewRegistry()}
 	km, err := keys.Open(keys.Options{Dir: t.TempDir(), Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.keys = km
+	// Cheap argon2id: the fixture's accounts are for grants, not hashing.
+	hasher, err := password.NewHasher(password.Params{MemoryKiB: 64, Time: 1, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.srv, err = New(Config{Issuer: "https://rampart.test", Throttle: ThrottleOptions{PerMinute: 1 << 30, Burst: 1 << 30}},
-		Deps{DB: db, Keys: km, Events: f.events, Now: func() time.Time { return f.now }})
+		Deps{DB: db, Keys: km, Accounts: account.New(db, hasher, func() {}), Events: f.events,
+			Now: func() time.Time { return f.now }, Registerer: f.reg})
 	if err != nil {
 		t.Fatal(err)
 	}

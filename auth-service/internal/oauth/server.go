@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"gorm.io/gorm"
 
 	"github.com/rampart-go/rampart/auth-service/internal/account"
@@ -110,6 +111,9 @@ type Deps struct {
 	Events      Emitter
 	Logger      *slog.Logger
 	Now         func() time.Time
+	// Registerer, when set, receives the server's metrics (metrics.go):
+	// the service's own registry, never the global one.
+	Registerer prometheus.Registerer
 }
 
 // Server is the authorization server.
@@ -125,6 +129,7 @@ type Server struct {
 	access   *tokens.Verifier
 	throttle *Throttle
 	pages    *template.Template
+	metrics  *metrics // nil without a Registerer
 }
 
 // New builds the server. Access tokens presented to it (userinfo,
@@ -155,6 +160,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s.access = v
+	if d.Registerer != nil {
+		if s.metrics, err = newMetrics(d.Registerer, d.Keys, d.DB, s.now, s.log); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 

@@ -82,6 +82,7 @@ func (s *Server) token(c *gin.Context) {
 		writeError(c, oerr)
 		return
 	}
+	s.metrics.tokenIssued(grant)
 	noStore(c)
 	c.JSON(http.StatusOK, resp)
 }
