@@ -138,8 +138,10 @@ func (c *familiesCollector) Collect(ch chan<- prometheus.Metric) {
 
 // countActiveFamilies counts, up to familiesCountCap, the families that are
 // neither revoked nor past their maximum lifetime and hold a refresh token
-// that is unused and unexpired. The inner LIMIT bounds the scan; the
-// EXISTS is one lookup on refresh_tokens_family per family.
+// that is unused and unexpired. The partial index token_families_active
+// (migration 0004) holds only unrevoked families, the inner LIMIT bounds
+// the scan, and the EXISTS is one lookup on refresh_tokens_family per
+// family.
 func countActiveFamilies(ctx context.Context, db *gorm.DB, now time.Time) (int64, error) {
 	var n int64
 	err := db.WithContext(ctx).Raw(`SELECT COUNT(*) FROM (
