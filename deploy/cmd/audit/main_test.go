@@ -250,7 +250,9 @@ func TestRunAppendsUntilStopped(t *testing.T) {
 	defer cancel()
 	var stderr syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"run", "--checkpoint-interval", "50ms"}, config.MapLookup(env), &bytes.Buffer{}, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"run", "--checkpoint-interval", "50ms"}, config.MapLookup(env), &bytes.Buffer{}, &stderr)
+	}()
 
 	// A service publishes its security events as it always does.
 	pool, err := mtls.LoadPool(filepath.Join(dir, "ca.crt"))
