@@ -12,7 +12,7 @@ BENCHSTAT     := $(BIN)/benchstat
 PROMTOOL      := $(BIN)/promtool
 TEST_FLAGS    ?= -race -count=1 -timeout=20m
 
-.PHONY: run test test-short promtool lint bench vulncheck fmt tidy clean
+.PHONY: run test test-short promtool lint bench vulncheck fmt tidy clean loadtest rotate-keys
 
 ## run: the whole system in one process (embedded NATS, SQLite, generated PKI)
 run:
@@ -57,6 +57,17 @@ bench:
 .PHONY: bench-gateway
 bench-gateway:
 	deploy/bench/gateway.sh
+
+## loadtest: a load-test scenario against a running stack (make run):
+## SCENARIO=smoke|load|spike|soak|abuse (default load), ARGS="-duration 60s -rate 2000".
+## Gateway URL, CA and credentials come from .devstack/ (deploy/loadtest).
+SCENARIO ?= load
+loadtest:
+	$(GO) run ./deploy/loadtest/cmd/rampart-load $(SCENARIO) $(ARGS)
+
+## rotate-keys: force a signing-key rotation through the admin API (ADMIN, scope admin)
+rotate-keys:
+	$(GO) run ./deploy/loadtest/cmd/rampart-load rotate-keys $(ARGS)
 
 ## vulncheck: needs the online vulnerability database (hosted CI only)
 vulncheck:
