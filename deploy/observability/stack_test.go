@@ -22,10 +22,11 @@ import (
 )
 
 // TestEveryReferencedMetricIsExported starts the in-process stack, drives a
-// scenario through the gateway (a successful request, rejected tokens,
-// failed logins up to a lockout, a rate-limited request, an mTLS refusal),
-// scrapes every service's ops listener and checks that each metric a
-// dashboard or rule names is exported.
+// scenario through the gateway (a successful request, a token issued to the
+// machine client, rejected tokens, failed logins up to a lockout, a
+// rate-limited request, an mTLS refusal), scrapes every service's ops
+// listener and checks that each metric a dashboard or rule names is
+// exported.
 func TestEveryReferencedMetricIsExported(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole stack: skipped with -short")
@@ -43,8 +44,18 @@ func TestEveryReferencedMetricIsExported(t *testing.T) {
 
 	exported := map[string]bool{}
 	var events []string
+	issued := 0.0
 	for _, svc := range stack.Services {
 		for name, mf := range scrape(t, s.Endpoints.Services[svc].Ops+"/metrics") {
+			if name == "rampart_auth_tokens_issued_total" {
+				for _, m := range mf.GetMetric() {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "grant" && l.GetValue() == "client_credentials" {
+							issued += m.GetCounter().GetValue()
+						}
+					}
+				}
+			}
 			switch mf.GetType().String() {
 			case "HISTOGRAM":
 				exported[name+"_bucket"], exported[name+"_sum"], exported[name+"_count"] = true, true, true
@@ -69,6 +80,9 @@ func TestEveryReferencedMetricIsExported(t *testing.T) {
 		if !contains(events, want) {
 			t.Errorf("scenario did not produce %s (have %v)", want, events)
 		}
+	}
+	if issued < 1 {
+		t.Errorf("the scenario's client_credentials token is not counted: rampart_auth_tokens_issued_total{grant=\"client_credentials\"} = %v", issued)
 	}
 	for _, name := range keys(refs) {
 		if !exported[name] && !recorded[name] && !syntheticSeries[name] {
@@ -138,6 +152,17 @@ func exercise(t testing.TB, s *stack.Stack) {
 	// A successful request through the gateway to order-service.
 	if st, _, _ := status(pub, http.MethodGet, gw+"/api/v1/catalog", nil, nil); st != http.StatusOK {
 		t.Fatalf("catalog → %d", st)
+	}
+	// A token issued: the machine client's client_credentials grant.
+	var machineSecret string
+	for _, c := range s.Credentials.Clients {
+		if c.ClientID == "rampart-machine" {
+			machineSecret = c.ClientSecret
+		}
+	}
+	basic := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("rampart-machine:"+machineSecret))}}
+	if st, b, _ := status(pub, http.MethodPost, gw+"/oauth2/token", basic, url.Values{"grant_type": {"client_credentials"}}); st != http.StatusOK {
+		t.Fatalf("client_credentials → %d %s", st, b)
 	}
 	// Rejected tokens: none, and a malformed one.
 	for _, h := range []http.Header{nil, {"Authorization": {"Bearer not.a.token"}}} {
