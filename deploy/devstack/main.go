@@ -56,11 +56,12 @@ func run(args []string) error {
 	postgres := fs.String("postgres", "", "external PostgreSQL base URL (postgres://host:port/?sslmode=…): one role and database per service, created by deploy/compose/postgres/init-databases.sh")
 	pgPrefix := fs.String("postgres-prefix", "", "prefix of the external PostgreSQL role and database names")
 	natsURL := fs.String("nats-url", "", "external NATS server (nats:// on loopback, or tls://) instead of the embedded one")
+	auditTrail := fs.Bool("audit", true, "also run the audit trail: every security event in a hash-chained table, DIR/data/audit.db (embedded NATS only; docs/audit.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	o := stack.Options{Dir: *dir, Fresh: *fresh, Ephemeral: *ephemeral, OTLPEndpoint: *otlp, Addrs: map[string]string{},
-		Postgres: *postgres, PostgresPrefix: *pgPrefix, NATSURL: *natsURL}
+		Postgres: *postgres, PostgresPrefix: *pgPrefix, NATSURL: *natsURL, Audit: *auditTrail}
 	for k, v := range addrs {
 		if *v != "" {
 			o.Addrs[k] = *v

@@ -89,6 +89,11 @@ type Options struct {
 	// per-address login and token limits (0: its defaults). Tests that
 	// sign in many times from loopback raise them.
 	AuthRatePerMinute, AuthRateBurst int
+	// Audit also runs the audit trail (shared/audit, docs/audit.md): every
+	// security event appended to a hash-chained table in
+	// AuditDatabaseURL(Dir). Embedded NATS only: with NATSURL, run
+	// deploy/cmd/audit beside the stack instead.
+	Audit bool
 }
 
 // DefaultAddrs are the CONTRACT §1 defaults. None collides with the ports
@@ -344,6 +349,13 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			Runtime:         overrides(Gateway),
 		})
 	})
+	if o.Audit {
+		if s.NATS != nil {
+			run(AuditName, func(ctx context.Context) error { return s.runAudit(ctx, logw) })
+		} else {
+			log.Warn("audit trail not started: devstack runs it on the embedded NATS only; run deploy/cmd/audit against the external one")
+		}
+	}
 	go func() {
 		s.wg.Wait()
 		if s.NATS != nil {
