@@ -327,7 +327,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return userapp.Run(ctx, userapp.Config{Common: common(User, true), Tokens: tokenCfg, Runtime: overrides(User)})
 	})
 	run(Order, func(ctx context.Context) error {
-		return orderapp.Run(ctx, orderapp.Config{Common: common(Order, true), Runtime: overrides(Order)})
+		return orderapp.Run(ctx, orderapp.Config{
+			Common: common(Order, true), Tokens: tokenCfg, UserURL: httpsURL(User), AuthURL: httpsURL(Auth),
+			Runtime: overrides(Order),
+		})
 	})
 	// The gateway checks tokens at the edge with the same settings as the
 	// services; raised auth limits (tests that sign in many times from
