@@ -10,15 +10,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/rampart-go/rampart/gateway/internal/accesslog"
 	"github.com/rampart-go/rampart/gateway/internal/edge"
 	"github.com/rampart-go/rampart/gateway/internal/edgeauth"
 	"github.com/rampart-go/rampart/gateway/internal/httpapi"
@@ -144,6 +145,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	var front *httpapi.Handler
+	tracer := rt.Telemetry.Tracer("github.com/rampart-go/rampart/gateway")
 	upstreams := make(map[string]http.Handler, len(cfg.Upstreams))
 	for name, u := range cfg.Upstreams {
 		// The pool is sized for the gateway's concurrency: the default of two
@@ -151,6 +153,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		tr := upstreamTransport(rt, name, cfg.UpstreamTimeout)
 		up := proxy.New(proxy.Options{
 			Name: name, Target: u, Transport: tr, Logger: rt.Log, PublicHost: cfg.PublicURL.Host,
+			Tracer: tracer, Propagator: rt.Telemetry.Propagator,
 			Breaker: breaker.New(breaker.Options{Threshold: cfg.BreakerThreshold, OpenFor: cfg.BreakerOpenFor, OnChange: pm.OnChange(name)}),
 			Metrics: pm,
 			Fail:    func(w http.ResponseWriter, r *http.Request, e *problem.Error) { front.Fail(w, r, e) },
@@ -163,9 +166,17 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		upstreams[name] = proxy.WithTimeout(up, cfg.UpstreamTimeout+cfg.WriteTimeout)
 	}
 
-	var access *slog.Logger
-	if *cfg.AccessLog {
-		access = rt.Log.With(slog.String("log", "access"))
+	// The access log goes to the service's log writer in batches
+	// (accesslog): lines at info level, so a log level above info turns it
+	// off as it always has.
+	var access *accesslog.Log
+	if *cfg.AccessLog && rt.Log.Enabled(ctx, slog.LevelInfo) {
+		out := cfg.Runtime.LogWriter
+		if out == nil {
+			out = os.Stderr // telemetry's default: the same *os.File, so writes never interleave
+		}
+		access = accesslog.New(accesslog.Options{Out: out, Service: cfg.Service})
+		workers = append(workers, access.Run)
 	}
 	front = httpapi.New(httpapi.Deps{
 		Table: route.Table, Upstreams: upstreams, Events: rt.Events, Metrics: rt.Metrics,
@@ -181,20 +192,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		CORSOrigins:   cfg.CORSOrigins,
 		AccessLog:     access,
 		TokenObserver: gm.tokenCheck,
+		Tracer:        tracer,
+		Propagator:    rt.Telemetry.Propagator,
 	})
-	traced := otelhttp.NewHandler(front, "gateway",
-		otelhttp.WithTracerProvider(rt.Telemetry.TracerProvider),
-		otelhttp.WithPropagators(rt.Telemetry.Propagator),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " gateway" }),
-	)
-	root := httpapi.TraceGuard(traced, hygiene.ClientIP{Trusted: cfg.TrustedProxies}, cfg.TrustClientTrace)
+	root := httpapi.TraceGuard(front, hygiene.ClientIP{Trusted: cfg.TrustedProxies}, cfg.TrustClientTrace)
 
 	return serve(ctx, rt, cfg, root, workers)
 }
 
-// upstreamTransport is the mTLS client of one upstream, traced like
-// Runtime.Transport's but speaking HTTP/1.1 with a pool sized for the
-// gateway's concurrency. HTTP/2 would multiplex every request onto one
+// upstreamTransport is the mTLS client of one upstream, speaking HTTP/1.1
+// with a pool sized for the gateway's concurrency. It is not wrapped in
+// otelhttp: the proxy starts the client span and injects the trace context
+// itself (package tracing). HTTP/2 would multiplex every request onto one
 // connection whose writes are serialised under one lock and whose HPACK
 // and framing cost more CPU per small request than HTTP/1.1 on a warm
 // pooled connection; measured with `make bench-gateway` (PERFORMANCE.md).
@@ -206,10 +215,7 @@ func upstreamTransport(rt *service.Runtime, name string, timeout time.Duration) 
 	t := mtls.NewTransport(tlsCfg, mtls.TransportOptions{MaxIdleConnsPerHost: 1024, ResponseHeaderTimeout: timeout})
 	t.ForceAttemptHTTP2 = false
 	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // non-nil and empty: no HTTP/2
-	return otelhttp.NewTransport(t,
-		otelhttp.WithTracerProvider(rt.Telemetry.TracerProvider),
-		otelhttp.WithPropagators(rt.Telemetry.Propagator),
-	)
+	return t
 }
 
 // serve runs the public, redirect and ops listeners and the workers until

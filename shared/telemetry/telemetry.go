@@ -41,8 +41,9 @@ type Options struct {
 	// LogWriter receives JSON log lines; default os.Stderr.
 	LogWriter io.Writer
 	// OTLPEndpoint is the OTLP/HTTP base URL (OTEL_EXPORTER_OTLP_ENDPOINT).
-	// Empty means spans are created (so trace ids reach logs, exemplars and
-	// downstream services) but never exported.
+	// Empty means spans carry a trace context (so trace ids reach logs,
+	// exemplars and downstream services) but are never exported; with no
+	// SpanProcessors and no Sampler either, they are not even recorded.
 	OTLPEndpoint string
 	// SpanProcessors are added to the tracer provider; tests use an
 	// in-memory recorder here to assert on spans.
@@ -92,6 +93,17 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 	if sampler == nil {
 		sampler = sdktrace.ParentBased(sdktrace.AlwaysSample())
 	}
+	if o.OTLPEndpoint == "" && len(o.SpanProcessors) == 0 && o.Sampler == nil {
+		// Nothing would ever see a recorded span: propagate trace context
+		// without recording (see propagatingProvider).
+		return &Telemetry{
+			Service:        o.Service,
+			Logger:         logger,
+			TracerProvider: &propagatingProvider{},
+			Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+			Registry:       newRegistry(),
+		}, nil
+	}
 	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
 	if o.OTLPEndpoint != "" {
 		exp, err := newExporter(ctx, o.OTLPEndpoint)
@@ -105,20 +117,23 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 	}
 	tp := sdktrace.NewTracerProvider(tpOpts...)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-
 	return &Telemetry{
 		Service:        o.Service,
 		Logger:         logger,
 		TracerProvider: tp,
 		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
-		Registry:       reg,
+		Registry:       newRegistry(),
 		provider:       tp,
 	}, nil
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
 }
 
 // Tracer is a shorthand for the service's named tracer.
@@ -127,6 +142,9 @@ func (t *Telemetry) Tracer(name string) trace.Tracer { return t.TracerProvider.T
 // Shutdown flushes and stops span export. Call it last, after the servers
 // have drained, so the spans of the final requests are not lost.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if t.provider == nil {
+		return nil // nothing recorded, nothing to flush
+	}
 	if err := t.provider.Shutdown(ctx); err != nil {
 		return fmt.Errorf("shutdown tracer provider: %w", err)
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"testing"
 
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
@@ -60,5 +62,44 @@ func TestOptionsAreValidated(t *testing.T) {
 		if _, err := New(context.Background(), o); err == nil {
 			t.Errorf("%s was accepted", name)
 		}
+	}
+}
+
+// TestWithoutExporterTraceContextStillPropagates: with no OTLP endpoint and
+// no span processor, spans are not recorded, yet each one has a valid
+// context, children and remote children stay in their parent's trace, the
+// sampled flag is kept, and the propagator writes a traceparent.
+func TestWithoutExporterTraceContextStillPropagates(t *testing.T) {
+	t.Parallel()
+	tel, err := New(context.Background(), Options{Service: "svc", LogWriter: &bytes.Buffer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tel.Tracer("test")
+	ctx, root := tr.Start(context.Background(), "root")
+	rc := root.SpanContext()
+	if root.IsRecording() || !rc.IsValid() || !rc.IsSampled() {
+		t.Fatalf("root span: recording %v, context %+v", root.IsRecording(), rc)
+	}
+	_, child := tr.Start(ctx, "child")
+	if cc := child.SpanContext(); cc.TraceID() != rc.TraceID() || cc.SpanID() == rc.SpanID() || !cc.IsValid() {
+		t.Errorf("child %v of root %v", cc, rc)
+	}
+
+	// A remote parent that was not sampled stays unsampled downstream.
+	h := http.Header{"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}}
+	rctx := tel.Propagator.Extract(context.Background(), propagation.HeaderCarrier(h))
+	rctx, span := tr.Start(rctx, "server")
+	sc := span.SpanContext()
+	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.IsSampled() || sc.SpanID().String() == "00f067aa0ba902b7" {
+		t.Errorf("continued span %+v", sc)
+	}
+	out := http.Header{}
+	tel.Propagator.Inject(rctx, propagation.HeaderCarrier(out))
+	if want := "00-4bf92f3577b34da6a3ce929d0e0e4736-" + sc.SpanID().String() + "-00"; out.Get("Traceparent") != want {
+		t.Errorf("injected %q, want %q", out.Get("Traceparent"), want)
+	}
+	if err := tel.Shutdown(context.Background()); err != nil {
+		t.Error(err)
 	}
 }

@@ -7,7 +7,6 @@ package httpapi
 
 import (
 	"context"
-	"log/slog"
 	"math"
 	"net/http"
 	"net/netip"
@@ -16,13 +15,18 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/rampart-go/rampart/gateway/internal/accesslog"
 	"github.com/rampart-go/rampart/gateway/internal/edgeauth"
 	"github.com/rampart-go/rampart/gateway/internal/hygiene"
 	"github.com/rampart-go/rampart/gateway/internal/ratelimit"
 	"github.com/rampart-go/rampart/gateway/internal/reqctx"
 	"github.com/rampart-go/rampart/gateway/internal/route"
+	"github.com/rampart-go/rampart/gateway/internal/tracing"
 	"github.com/rampart-go/rampart/shared/problem"
 	"github.com/rampart-go/rampart/shared/secevent"
 	"github.com/rampart-go/rampart/shared/server"
@@ -87,7 +91,12 @@ type Deps struct {
 	// browser; none by default.
 	CORSOrigins []string
 	// AccessLog receives one JSON line per request; nil for none.
-	AccessLog *slog.Logger
+	AccessLog *accesslog.Log
+	// Tracer starts the server span of each request, continuing the trace
+	// context Propagator extracts (TraceGuard has already dropped an
+	// untrusted caller's); nil for no spans.
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
 	// Observer, when set, is told the outcome of each token check
 	// (cache-hit metrics).
 	TokenObserver func(hit bool)
@@ -135,19 +144,66 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// trusted, since it would let a caller forge log correlation.
 	info := &reqctx.Info{ID: server.NewRequestID()}
 	info.ClientIP, _ = h.ClientIP.Resolve(r)
-	r = r.WithContext(reqctx.With(r.Context(), info))
+	ctx := r.Context()
+	var span trace.Span
+	if h.Tracer != nil {
+		if h.Propagator != nil {
+			ctx = h.Propagator.Extract(ctx, tracing.HeaderCarrier(r.Header))
+		}
+		ctx, span = h.Tracer.Start(ctx, tracing.ServerSpanName(r.Method), tracing.ServerKind...)
+	}
+	// One request clone carries the span and the request record.
+	r = r.WithContext(reqctx.With(ctx, info))
 	r.Header[server.HeaderRequestID] = []string{info.ID}
 	wh := w.Header()
 	wh[server.HeaderRequestID] = []string{info.ID}
 	setSecurityHeaders(wh)
 
-	sw := &statusWriter{ResponseWriter: w}
-	routeName := h.serve(sw, r, info)
+	sw := statusWriter{ResponseWriter: w}
+	routeName := h.serve(&sw, r, info)
 	d := time.Since(start)
-	sc := trace.SpanContextFromContext(r.Context())
-	h.Metrics.Observe(sc, routeName, r.Method, sw.status(), d)
+	status := sw.status()
+	var sc trace.SpanContext
+	if span != nil {
+		sc = span.SpanContext()
+		if span.IsRecording() {
+			endServerSpan(span, r, info, routeName, status)
+		}
+		span.End()
+	}
+	h.Metrics.Observe(sc, routeName, r.Method, status, d)
 	if h.AccessLog != nil {
-		h.accessLog(r, info, sc, routeName, sw, d)
+		e := accesslog.Entry{
+			Time: start.Add(d), RequestID: info.ID, Method: tracing.Method(r.Method), Route: routeName,
+			Status: status, Bytes: sw.written, Duration: d, ClientIP: info.ClientIP, Proto: r.Proto,
+			Subject: info.Subject, ClientID: info.ClientID, Retries: info.Retries,
+		}
+		if sc.IsValid() {
+			e.TraceID, e.SpanID = sc.TraceID(), sc.SpanID()
+		}
+		if info.Route != nil {
+			e.Upstream = info.Route.Upstream
+		}
+		// Never the path's query, a header, a token or a body: the route
+		// name says what was called.
+		h.AccessLog.Write(&e)
+	}
+}
+
+// endServerSpan sets the attributes of a recording server span, named as
+// in the OpenTelemetry HTTP semantic conventions. Only spans that will be
+// exported pay for them.
+func endServerSpan(span trace.Span, r *http.Request, info *reqctx.Info, routeName string, status int) {
+	span.SetAttributes(
+		attribute.String("http.request.method", tracing.Method(r.Method)),
+		attribute.String("http.route", routeName),
+		attribute.Int("http.response.status_code", status),
+		attribute.String("url.scheme", "https"),
+		attribute.String("network.protocol.version", strings.TrimPrefix(r.Proto, "HTTP/")),
+		attribute.String("client.address", info.ClientIP),
+	)
+	if status >= 500 {
+		span.SetStatus(codes.Error, "")
 	}
 }
 
@@ -535,35 +591,6 @@ var (
 	noReferrer = []string{"no-referrer"}
 	deny       = []string{"DENY"}
 )
-
-func (h *Handler) accessLog(r *http.Request, info *reqctx.Info, sc trace.SpanContext, routeName string, sw *statusWriter, d time.Duration) {
-	attrs := make([]slog.Attr, 0, 14)
-	attrs = append(attrs,
-		slog.String("request_id", info.ID),
-		slog.String("method", server.Method(r.Method)),
-		slog.String("route", routeName),
-		slog.Int("status", sw.status()),
-		slog.Int64("bytes", sw.written),
-		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-		slog.String("client_ip", info.ClientIP),
-		slog.String("proto", r.Proto),
-	)
-	if sc.IsValid() {
-		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
-	}
-	if info.Subject != "" {
-		attrs = append(attrs, slog.String("subject", info.Subject), slog.String("client_id", info.ClientID))
-	}
-	if info.Route != nil {
-		attrs = append(attrs, slog.String("upstream", info.Route.Upstream))
-	}
-	if info.Retries > 0 {
-		attrs = append(attrs, slog.Int("retries", info.Retries))
-	}
-	// Never the path's query, a header, a token or a body: the route name
-	// says what was called.
-	h.AccessLog.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
-}
 
 type statusWriter struct {
 	http.ResponseWriter

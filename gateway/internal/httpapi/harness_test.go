@@ -154,6 +154,7 @@ func newGateway(t testing.TB, opts ...gwOption) *gateway {
 	for _, name := range []string{"auth-service", "user-service", "order-service"} {
 		ups[name] = proxy.New(proxy.Options{
 			Name: name, Target: target, Transport: http.DefaultTransport, Logger: log, PublicHost: "gateway.test",
+			Tracer: d.Tracer, Propagator: d.Propagator,
 			Fail:         func(w http.ResponseWriter, r *http.Request, e *problem.Error) { h.Fail(w, r, e) },
 			BodyTooLarge: func(w http.ResponseWriter, r *http.Request) { h.BodyTooLarge(w, r) },
 		})

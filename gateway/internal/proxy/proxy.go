@@ -18,7 +18,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/rampart-go/rampart/gateway/internal/reqctx"
+	"github.com/rampart-go/rampart/gateway/internal/tracing"
 	"github.com/rampart-go/rampart/shared/breaker"
 	"github.com/rampart-go/rampart/shared/problem"
 )
@@ -54,6 +60,11 @@ type Options struct {
 	// BodyTooLarge answers a request whose streamed body went past its
 	// limit while being forwarded: 413 and its security event.
 	BodyTooLarge func(w http.ResponseWriter, r *http.Request)
+	// Tracer, when set, starts a client span per upstream exchange (child
+	// of the request's server span) and Propagator writes its context into
+	// the forwarded request's traceparent.
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
 }
 
 // gatewayOwned are response headers the gateway sets on every answer
@@ -229,7 +240,47 @@ type guard struct {
 	o    *Options
 }
 
-func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
+func (g *guard) RoundTrip(req *http.Request) (resp *http.Response, err error) {
+	if g.o.Tracer != nil {
+		ctx, span := g.o.Tracer.Start(req.Context(), tracing.Method(req.Method), tracing.ClientKind...)
+		if g.o.Propagator != nil {
+			// req is the proxy's own copy of the client's request (its
+			// header a fresh clone), made for this exchange: the one
+			// place where the upstream learns its parent span.
+			g.o.Propagator.Inject(ctx, tracing.HeaderCarrier(req.Header))
+		}
+		defer func() {
+			if span.IsRecording() {
+				endClientSpan(span, g.o.Name, req, resp, err)
+			}
+			span.End()
+		}()
+	}
+	return g.roundTrip(req)
+}
+
+// endClientSpan sets the attributes of a recording client span (HTTP
+// semantic conventions). The span ends when the response head arrives.
+func endClientSpan(span trace.Span, upstream string, req *http.Request, resp *http.Response, err error) {
+	span.SetAttributes(
+		attribute.String("http.request.method", tracing.Method(req.Method)),
+		attribute.String("server.address", req.URL.Hostname()),
+		attribute.String("url.scheme", req.URL.Scheme),
+		attribute.String("rampart.upstream", upstream),
+	)
+	switch {
+	case err != nil:
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	default:
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+		if resp.StatusCode >= 400 {
+			span.SetStatus(codes.Error, "")
+		}
+	}
+}
+
+func (g *guard) roundTrip(req *http.Request) (*http.Response, error) {
 	b := g.o.Breaker
 	if b != nil {
 		if ok, wait := b.Allow(); !ok {
