@@ -62,8 +62,14 @@ type exchangeFixture struct {
 
 func newExchangeFixture(t *testing.T) *exchangeFixture {
 	t.Helper()
+	return newExchangeFixtureOn(t, "sqlite://"+t.TempDir()+"/auth.db")
+}
+
+// newExchangeFixtureOn is newExchangeFixture on the database at dbURL.
+func newExchangeFixtureOn(t *testing.T, dbURL string) *exchangeFixture {
+	t.Helper()
 	ctx := context.Background()
-	db, err := dbx.Open(ctx, dbx.Options{URL: "sqlite://" + t.TempDir() + "/auth.db"})
+	db, err := dbx.Open(ctx, dbx.Options{URL: dbURL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rampart-go/rampart/auth-service/internal/keys"
 	"github.com/rampart-go/rampart/auth-service/internal/store"
+	"github.com/rampart-go/rampart/shared/dbx/dbxtest"
 	"github.com/rampart-go/rampart/shared/policy"
 )
 
@@ -184,9 +185,14 @@ func TestTokensIssuedAreCountedByGrant(t *testing.T) {
 // makes one active family and a rotation keeps it one; a revoked family
 // and one whose refresh token idled out do not count, and without
 // offline_access there is nothing to refresh. Scrapes within 5 s share one
-// count.
+// count. On SQLite, and on PostgreSQL when RAMPART_TEST_POSTGRES_DSN is set
+// (the query and the partial index must work on both).
 func TestActiveRefreshFamiliesGauge(t *testing.T) {
-	f := newExchangeFixture(t)
+	dbxtest.Each(t, testActiveRefreshFamiliesGauge)
+}
+
+func testActiveRefreshFamiliesGauge(t *testing.T, dbURL string) {
+	f := newExchangeFixtureOn(t, dbURL)
 	active := func() float64 {
 		t.Helper()
 		v, ok := sample(t, f.reg, "rampart_auth_refresh_families_active", nil)
