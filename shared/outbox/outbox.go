@@ -7,6 +7,11 @@
 // lets the stream drop duplicates within its window and consumers must be
 // idempotent beyond it.
 //
+// The trace goes with the event: natsx.NewEvent stores the request's W3C
+// traceparent in the envelope (so in the row's payload; no column of its
+// own), and the relay publishes in that span context whenever it runs, so
+// the publish span and every consumer's span join the request's trace.
+//
 // Every service that uses it creates this table in its own migrations:
 //
 //	CREATE TABLE outbox (
