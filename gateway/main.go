@@ -15,6 +15,7 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == healthcheck.Command {
 		os.Exit(healthcheck.Main(context.Background(), os.LookupEnv, "127.0.0.1:9181", os.Args[2:], os.Stderr))
 	}
+	app.TuneGC(os.LookupEnv) // GOGC 400 unless GOGC or GOMEMLIMIT is set
 	cfg, err := app.LoadConfig(os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "gateway: configuration:\n%v\n", err)

@@ -7,7 +7,9 @@
 #     ES256 token check with the verified-token cache, deny-list, rate
 #     limit, header stripping, metrics, tracing, JSON access log, mTLS to
 #     the upstream),
-# and prints requests/s, p50 and p99 of each, and each as a ratio to nginx.
+# and prints requests/s, p50 and p99 of each, and each as a ratio to nginx's
+# plain-HTTP proxying (the issue's denominator) and, for context, to nginx
+# terminating TLS (nginx-tls).
 #
 # Needs wrk, nginx, haproxy and caddy (Debian: apt-get install -y wrk nginx
 # haproxy caddy). Everything runs as the current user on loopback high
@@ -15,8 +17,12 @@
 #
 # Environment: DURATION (default 10s), WARMUP (3s), CONNECTIONS (64),
 # THREADS (2), PORT_BASE (18080), TARGETS (default all:
-# "direct nginx haproxy caddy nginx-tls gateway gateway-gogc400"), KEEP=1 keeps the temp
-# directory, RAW (default bench-gateway.out) receives the raw wrk output.
+# "direct nginx haproxy caddy nginx-tls gateway gateway-gogc100"), ROUNDS
+# (default 1: every target is measured ROUNDS times, round after round, and
+# the round with the median throughput is reported; on a shared machine
+# this keeps one unlucky slice of time from deciding a row), KEEP=1 keeps
+# the temp directory, RAW (default bench-gateway.out) receives the raw wrk
+# output.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -24,7 +30,8 @@ WARMUP=${WARMUP:-3s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 PORT_BASE=${PORT_BASE:-18080}
-TARGETS=${TARGETS:-"direct nginx haproxy caddy nginx-tls gateway gateway-gogc400"}
+TARGETS=${TARGETS:-"direct nginx haproxy caddy nginx-tls gateway gateway-gogc100"}
+ROUNDS=${ROUNDS:-1}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RAW=${RAW:-$ROOT/bench-gateway.out}
 
@@ -81,7 +88,7 @@ wait_port "$UP_MTLS"
 	echo "# make bench-gateway, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "# $(uname -srm), $(nproc) cores, $(go version | cut -d' ' -f3)"
 	echo "# $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); $(nginx -v 2>&1); $(haproxy -v | head -1); caddy $(caddy version | cut -d' ' -f1)"
-	echo "# wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency (after a $WARMUP warm-up), GET $PATH_"
+	echo "# wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency (after a $WARMUP warm-up), GET $PATH_; $ROUNDS round(s)"
 } >>"$RAW"
 
 declare -A RPS P50 P99 NON2XX
@@ -95,9 +102,9 @@ to_ms() {
 		else printf "%s", v }'
 }
 
-# measure NAME URL [wrk args...]
+# measure NAME URL [wrk args...]: one round's figures, kept as NAME#ROUND.
 measure() {
-	local name=$1 url=$2
+	local name="$1#$ROUND" url=$2
 	shift 2
 	wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$@" "$url" >/dev/null
 	local out
@@ -201,7 +208,8 @@ EOF
 }
 
 # run_gateway NAME [ENV=VALUE...]: the gateway, with extra environment
-# (gateway-gogc400: GOGC=400, the one runtime knob; default otherwise).
+# (gateway-gogc100: GOGC=100, the Go runtime's default, to show what the
+# gateway's own default of 400 buys; default otherwise).
 run_gateway() {
 	local name=$1
 	shift
@@ -216,39 +224,66 @@ run_gateway() {
 	# request a cache hit, none throttled.
 	{
 		echo
-		echo "## $name metrics after the run"
+		echo "## $name#$ROUND metrics after the run"
 		(exec 3<>"/dev/tcp/127.0.0.1/$P_GATEWAY_OPS" && printf 'GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n' >&3 && cat <&3) |
 			grep -E '^rampart_gateway_(token_checks_total|ratelimit_decisions_total)' | grep -v ' 0$' || true
 	} >>"$RAW"
 	stop_last
 }
 
-for t in $TARGETS; do
-	case $t in
-	direct) run_direct ;;
-	nginx) run_nginx plain ;;
-	nginx-tls) run_nginx tls ;;
-	haproxy) run_haproxy ;;
-	caddy) run_caddy ;;
-	gateway) run_gateway gateway ;;
-	gateway-gogc400) run_gateway gateway-gogc400 GOGC=400 ;;
-	*) echo "bench-gateway: unknown target $t" >&2; exit 2 ;;
-	esac
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+	for t in $TARGETS; do
+		case $t in
+		direct) run_direct ;;
+		nginx) run_nginx plain ;;
+		nginx-tls) run_nginx tls ;;
+		haproxy) run_haproxy ;;
+		caddy) run_caddy ;;
+		gateway) run_gateway gateway ;;
+		gateway-gogc100) run_gateway gateway-gogc100 GOGC=100 ;;
+		*) echo "bench-gateway: unknown target $t" >&2; exit 2 ;;
+		esac
+	done
 done
 
-# The table: ratios to nginx's plain proxying.
+# row T ROUND NAME: one table row of target T in round ROUND (ratios to
+# nginx and nginx-tls of the same round).
+row() {
+	local t=$1 r=$2 label=$3
+	awk -v t="$label" -v r="${RPS[$t#$r]}" -v p50="${P50[$t#$r]}" -v p99="${P99[$t#$r]}" \
+		-v nr="${RPS[nginx#$r]:-}" -v np="${P99[nginx#$r]:-}" -v tr="${RPS[nginx-tls#$r]:-}" -v tp="${P99[nginx-tls#$r]:-}" \
+		-v bad="${NON2XX[$t#$r]:-0}" 'BEGIN {
+		rr = (nr != "" && nr > 0) ? sprintf("%.2f", r / nr) : "-"
+		pr = (np != "" && np > 0) ? sprintf("%.2f", p99 / np) : "-"
+		trr = (tr != "" && tr > 0) ? sprintf("%.2f", r / tr) : "-"
+		tpr = (tp != "" && tp > 0) ? sprintf("%.2f", p99 / tp) : "-"
+		printf "| %s | %.0f | %.2f | %.2f | %s | %s | %s | %s | %s |\n", t, r, p50, p99, rr, pr, trr, tpr, bad }'
+}
+
+header() {
+	echo "| target | requests/s | p50 ms | p99 ms | throughput / nginx | p99 / nginx | throughput / nginx-tls | p99 / nginx-tls | non-2xx |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+}
+
+# The tables: every round, then (with several rounds) the round of median
+# nginx throughput, all its rows — ratios are always within one round.
 {
-	echo
-	echo "| target | requests/s | p50 ms | p99 ms | throughput / nginx | p99 / nginx | non-2xx |"
-	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-	for t in $TARGETS; do
-		awk -v t="$t" -v r="${RPS[$t]}" -v p50="${P50[$t]}" -v p99="${P99[$t]}" -v nr="${RPS[nginx]:-}" -v np="${P99[nginx]:-}" -v bad="${NON2XX[$t]:-0}" 'BEGIN {
-			rr = (nr != "" && nr > 0) ? sprintf("%.2f", r / nr) : "-"
-			pr = (np != "" && np > 0) ? sprintf("%.2f", p99 / np) : "-"
-			printf "| %s | %.0f | %.2f | %.2f | %s | %s | %s |\n", t, r, p50, p99, rr, pr, bad }'
+	for ((r = 1; r <= ROUNDS; r++)); do
+		echo
+		echo "Round $r (ratios to nginx = plain-HTTP nginx proxy, the issue's denominator; nginx-tls for context):"
+		echo
+		header
+		for t in $TARGETS; do row "$t" "$r" "$t"; done
 	done
+	if ((ROUNDS > 1)); then
+		med=$(for ((r = 1; r <= ROUNDS; r++)); do
+			awk -v g="${RPS[gateway#$r]:-0}" -v n="${RPS[nginx#$r]:-1}" -v r="$r" 'BEGIN { printf "%.6f %d\n", g / n, r }'
+		done | sort -n | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m { print $2 }')
+		echo
+		echo "Median round by gateway/nginx throughput ratio: round $med"
+	fi
 } | tee -a "$RAW"
 echo "raw output: $RAW" >&2
-for t in $TARGETS; do
-	if [[ -n "${NON2XX[$t]:-}" ]]; then echo "bench-gateway: $t answered non-2xx responses: the figure is not valid" >&2; exit 1; fi
+for k in "${!NON2XX[@]}"; do
+	if [[ -n "${NON2XX[$k]:-}" ]]; then echo "bench-gateway: $k answered non-2xx responses: the figure is not valid" >&2; exit 1; fi
 done

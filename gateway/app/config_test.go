@@ -3,6 +3,7 @@ package app
 import (
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -96,5 +97,34 @@ func TestLoadConfigReadsEdgeSettings(t *testing.T) {
 	env["RAMPART_REDIS_URL"] = "redis://:hunter2@cache.internal:6379/0"
 	if _, err := LoadConfig(config.MapLookup(env)); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("error %v: want a refusal that does not echo the password", err)
+	}
+}
+
+// TestTuneGCLeavesAnExplicitSettingAlone: GOGC or GOMEMLIMIT in the
+// environment keep the runtime's setting; otherwise the default applies.
+func TestTuneGCLeavesAnExplicitSettingAlone(t *testing.T) {
+	env := func(kv ...string) func(string) (string, bool) {
+		return func(k string) (string, bool) {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1], true
+				}
+			}
+			return "", false
+		}
+	}
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	if got := TuneGC(env("GOGC", "100")); got != -1 {
+		t.Errorf("GOGC set: %d", got)
+	}
+	if got := TuneGC(env("GOMEMLIMIT", "512MiB")); got != -1 {
+		t.Errorf("GOMEMLIMIT set: %d", got)
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent changed to %d with the environment set", got)
+	}
+	if got := TuneGC(env()); got != DefaultGCPercent || debug.SetGCPercent(100) != DefaultGCPercent {
+		t.Errorf("default not applied: %d", got)
 	}
 }

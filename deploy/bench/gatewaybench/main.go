@@ -168,6 +168,7 @@ func gateway(ctx context.Context, args []string) error {
 	accessLog := fs.Bool("access-log", true, "write the JSON access log (to DIR/gateway.log)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (profiling the hot path)")
 	_ = fs.Parse(args)
+	gatewayapp.TuneGC(os.LookupEnv) // as gateway's main does
 	if *pprofAddr != "" {
 		go func() {
 			ps := &http.Server{Addr: *pprofAddr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 5 * time.Second}
