@@ -181,7 +181,10 @@ func runAbuse(ctx context.Context, e *Env, o Options) error {
 					return
 				case <-tick.C:
 				}
-				fn(actx, c, i)
+				// The request itself runs on the run's context: one cut off
+				// at the phase's end would be counted by the server and
+				// not by us, and the counter checks would be off by one.
+				fn(ctx, c, i)
 			}
 		}()
 	}
