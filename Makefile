@@ -65,6 +65,16 @@ SCENARIO ?= load
 loadtest:
 	$(GO) run ./deploy/loadtest/cmd/rampart-load $(SCENARIO) $(ARGS)
 
+## k6-check: type-check the k6 scripts (deploy/k6) against @types/k6 with the
+## pinned TypeScript (npm ci into deploy/k6/node_modules), then the static
+## checks of deploy/k6check (exports, every path in the gateway route table).
+## k6 itself is never installed: AGPL, kept out of the toolchain.
+.PHONY: k6-check
+k6-check:
+	npm ci --prefix deploy/k6 --no-audit --no-fund
+	cd deploy/k6 && npx --no-install tsc -p .
+	RAMPART_REQUIRE_K6_TYPES=1 $(GO) test -count=1 ./deploy/k6check
+
 ## rotate-keys: force a signing-key rotation through the admin API (ADMIN, scope admin)
 rotate-keys:
 	$(GO) run ./deploy/loadtest/cmd/rampart-load rotate-keys $(ARGS)
