@@ -3,7 +3,7 @@
 // real users), as deploy/loadtest/load.go: mostly reads, some orders, a
 // few refreshes and fresh logins. Each VU is one user: it registers and
 // signs in on its first iteration, from its own source address when k6
-// runs with --local-ips (see deploy/k6/README.md), and keeps its session.
+// runs with --local-ips (see deploy/k6/README.md, "Rate limits"), and keeps its session.
 import { fail } from 'k6';
 import exec from 'k6/execution';
 import { login, newUser } from './auth.js';
