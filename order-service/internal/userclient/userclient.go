@@ -227,7 +227,8 @@ func (c *Client) exchange(ctx context.Context, subjectToken string) (string, tim
 	if err != nil {
 		return "", 0, &unavailable{err: fmt.Errorf("token exchange: %w", err)}
 	}
-	defer drain(resp.Body)
+	defer resp.Body.Close()
+	defer drain(resp.Body) // runs first: the connection is reused
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		return "", 0, &unavailable{err: fmt.Errorf("token exchange: %w", err)}
@@ -275,6 +276,7 @@ func (c *Client) lookup(ctx context.Context, token, userID string) (Customer, in
 	if err != nil {
 		return Customer{}, 0, &unavailable{err: fmt.Errorf("user lookup: %w", err)}
 	}
+	defer resp.Body.Close()
 	defer drain(resp.Body)
 	switch resp.StatusCode {
 	case http.StatusOK:
@@ -292,11 +294,8 @@ func (c *Client) lookup(ctx context.Context, token, userID string) (Customer, in
 	return cust, resp.StatusCode, nil
 }
 
-// drain lets the connection be reused.
-func drain(b io.ReadCloser) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(b, maxBody))
-	_ = b.Close()
-}
+// drain reads what is left of a body, so the connection can be reused.
+func drain(b io.Reader) { _, _ = io.Copy(io.Discard, io.LimitReader(b, maxBody)) }
 
 // unavailable is ErrUnavailable with its cause and a retry hint.
 type unavailable struct {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,7 +55,7 @@ func start(t *testing.T, f *fakes, o Options) (*Client, *prometheus.Registry) {
 			return
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"access_token": "exchanged-" + string(rune('0'+n)), "token_type": "Bearer", "expires_in": 300,
+			"access_token": "exchanged-" + strconv.Itoa(int(n)), "token_type": "Bearer", "expires_in": 300,
 			"issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
 		})
 	}))
