@@ -4,6 +4,12 @@
 // schedule, and published in a JWKS that keeps every retired key for as
 // long as tokens it signed may still be valid.
 //
+// Keys are pre-published, as large identity providers do: for each
+// algorithm the manager holds a current key, which signs, and a next key,
+// which is already in the JWKS but signs nothing yet. Rotate promotes next
+// to current and publishes a fresh next, so verifiers learn every key one
+// rotation before it signs (see Rotate for what that guarantees).
+//
 // Access tokens are signed ES256; ID tokens RS256 (OpenID Connect Discovery
 // requires RS256 support). Key ids are RFC 7638 thumbprints.
 package keys
@@ -62,19 +68,27 @@ type Options struct {
 	Logger           *slog.Logger
 }
 
-// key is one signing key.
+// key is one signing key, in one of three states: next (Next set:
+// published, not signing), current (signing) or retired (RetiredAt set:
+// published until its last token has expired).
 type key struct {
 	KID       string
 	Alg       Alg
 	Private   crypto.Signer
-	CreatedAt time.Time
-	RetiredAt time.Time // zero while current
+	CreatedAt time.Time // generated
+	// PromotedAt is when the key became current: zero while next. A current
+	// key from a store written before pre-publication has none on disk and
+	// takes CreatedAt, which is when it started signing.
+	PromotedAt time.Time
+	RetiredAt  time.Time // zero while next or current
+	Next       bool
 }
 
 // set is an immutable snapshot; Manager swaps whole snapshots.
 type set struct {
-	keys    []key // current first, then retired, newest first
+	keys    []key // current, then next, then retired; newest first in each
 	current map[Alg]*key
+	next    map[Alg]*key
 	public  map[string]crypto.PublicKey
 	jwks    []byte
 	etag    string
@@ -90,8 +104,12 @@ type Manager struct {
 
 const fileName = "signing-keys.json"
 
-// Open loads the key file or, on first start, generates and stores one key
-// per algorithm.
+// Open loads the key file or, on first start, generates and stores a
+// current and a next key per algorithm. A file written before
+// pre-publication (no next key) gets a next key per algorithm, stored
+// before Open returns. It returns an error when Dir is empty, the
+// encryption key is not 32 bytes, or the file cannot be read, decrypted,
+// parsed or written.
 func Open(o Options) (*Manager, error) {
 	if o.Dir == "" {
 		return nil, errors.New("keys: directory is required")
@@ -128,7 +146,11 @@ func Open(o Options) (*Manager, error) {
 			if err != nil {
 				return nil, err
 			}
+			k.Next, k.PromotedAt = false, k.CreatedAt
 			keys = append(keys, k)
+		}
+		if keys, err = m.addMissingNext(keys); err != nil {
+			return nil, err
 		}
 		if err := m.store(keys); err != nil {
 			return nil, err
@@ -136,6 +158,19 @@ func Open(o Options) (*Manager, error) {
 		log.Info("generated signing keys", slog.String("dir", o.Dir))
 	case err != nil:
 		return nil, err
+	default:
+		n := len(keys)
+		if keys, err = m.addMissingNext(keys); err != nil {
+			return nil, err
+		}
+		if len(keys) != n {
+			// Stored before the set is served: a restart must not publish
+			// a different next key than the one verifiers already cached.
+			if err := m.store(keys); err != nil {
+				return nil, err
+			}
+			log.Info("generated pre-published next signing keys", slog.String("dir", o.Dir))
+		}
 	}
 	s, err := newSet(keys)
 	if err != nil {
@@ -145,6 +180,26 @@ func Open(o Options) (*Manager, error) {
 	return m, nil
 }
 
+// addMissingNext appends a fresh next key for each algorithm that has none.
+func (m *Manager) addMissingNext(keys []key) ([]key, error) {
+	for _, a := range []Alg{ES256, RS256} {
+		has := false
+		for _, k := range keys {
+			has = has || (k.Alg == a && k.Next)
+		}
+		if has {
+			continue
+		}
+		k, err := m.generate(a)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// generate returns a fresh key of a in the next state.
 func (m *Manager) generate(a Alg) (key, error) {
 	var priv crypto.Signer
 	var err error
@@ -163,27 +218,50 @@ func (m *Manager) generate(a Alg) (key, error) {
 	if err != nil {
 		return key{}, err
 	}
-	return key{KID: kid, Alg: a, Private: priv, CreatedAt: m.o.Now().UTC()}, nil
+	return key{KID: kid, Alg: a, Private: priv, CreatedAt: m.o.Now().UTC(), Next: true}, nil
 }
 
+// rank orders keys by state in the JWKS: current first (a client that
+// ignores kid and takes the first key still gets the signing one), then
+// next, then retired.
+func (k *key) rank() int {
+	switch {
+	case !k.RetiredAt.IsZero():
+		return 2
+	case k.Next:
+		return 1
+	}
+	return 0
+}
+
+// newSet builds the snapshot of keys. It returns an error unless every
+// algorithm has a current key and exactly one next key. Of several
+// unretired non-next keys of one algorithm (which no version of this
+// package writes) the newest is current; the others stay published.
 func newSet(keys []key) (*set, error) {
 	sort.SliceStable(keys, func(i, j int) bool {
-		ri, rj := keys[i].RetiredAt.IsZero(), keys[j].RetiredAt.IsZero()
+		ri, rj := keys[i].rank(), keys[j].rank()
 		if ri != rj {
-			return ri
+			return ri < rj
 		}
 		return keys[i].CreatedAt.After(keys[j].CreatedAt)
 	})
-	s := &set{keys: keys, current: map[Alg]*key{}, public: map[string]crypto.PublicKey{}}
+	s := &set{keys: keys, current: map[Alg]*key{}, next: map[Alg]*key{}, public: map[string]crypto.PublicKey{}}
 	var jwks struct {
 		Keys []map[string]string `json:"keys"`
 	}
 	for i := range s.keys {
 		k := &s.keys[i]
-		if k.RetiredAt.IsZero() {
+		switch k.rank() {
+		case 0:
 			if _, dup := s.current[k.Alg]; !dup {
 				s.current[k.Alg] = k
 			}
+		case 1:
+			if _, dup := s.next[k.Alg]; dup {
+				return nil, fmt.Errorf("keys: more than one next %s key", k.Alg)
+			}
+			s.next[k.Alg] = k
 		}
 		s.public[k.KID] = k.Private.Public()
 		j, err := publicJWK(k.Private.Public())
@@ -196,6 +274,9 @@ func newSet(keys []key) (*set, error) {
 	for _, a := range []Alg{ES256, RS256} {
 		if s.current[a] == nil {
 			return nil, fmt.Errorf("keys: no current %s key", a)
+		}
+		if s.next[a] == nil {
+			return nil, fmt.Errorf("keys: no next %s key", a)
 		}
 	}
 	b, err := json.Marshal(jwks)
@@ -223,25 +304,70 @@ func (m *Manager) Sign(alg Alg, typ string, claims jwt.Claims) (string, error) {
 	return t.SignedString(k.Private)
 }
 
-// Rotate makes a fresh key of each algorithm current, retires the previous
-// ones (still published until every token they signed has expired) and
-// prunes retired keys past that point.
+// Rotate, for each algorithm, retires the current key (still published
+// until every token it signed has expired), promotes the next key to
+// current, publishes a fresh next key, and prunes retired keys past their
+// last token. It returns an error, and changes nothing, when a key cannot
+// be generated or the key file cannot be written.
+//
+// Why back-to-back rotations are safe. Every JWKS response is one atomic
+// snapshot; say a verifier's snapshot is "taken at f" when it is the set
+// this manager served at f, and write R for the verifiers'
+// MinRefreshInterval (shared/tokens: 10 s), the least time between two
+// fetches that unknown kids may trigger.
+//
+//  1. A key is published one rotation before it signs (next from rotation
+//     n, or from Open; current from rotation n+1) and stays published
+//     until every token it signed has expired.
+//  2. So a snapshot taken at f holds the key of every live token signed
+//     before the second rotation after f: that key was next or current at
+//     f. In particular a verifier that accepts a token of the current key K
+//     has fetched after K was published as next; and if that fetch came
+//     after K began signing — as any fetch a miss triggers does — it also
+//     learnt K's successor, so the following rotation needs no fetch
+//     either. A verifier misses the kid of a genuine token only when two
+//     rotations have happened since its last successful fetch.
+//  3. On a miss it refetches, and learns the kid, unless a miss already
+//     triggered a fetch less than R ago, at m. That refusal is the only way
+//     a genuine token fails, and by 2 applied to the snapshot taken at m it
+//     needs two more rotations after m, and the token before m+R.
+//  4. With genuine tokens only, the fetch at m was itself triggered by a
+//     miss, so by 2 two rotations came between it and the fetch before it
+//     (a background refresh, at most RefreshInterval = 5 min earlier).
+//
+// Guarantee: a genuine token is refused only after four rotations since a
+// verifier's previous fetch, the second of which made it refetch at m and
+// the fourth of which came before m+R; the refusals last until m+R. Under
+// load m follows the second rotation at once, so that is three rotations
+// within R preceded by a fourth since the previous fetch. Two or three
+// rotations in a row, with none in the 5 min before — `make rotate-keys`
+// twice, or three times — never yield 401 unknown_key; without a next
+// key, two within R did (the first made verifiers refetch, the second
+// found the budget spent).
+//
+// Limits. Made-up kids (an attacker, a broken client) spend the same
+// budget: a verifier flooded with them refetches every R anyway, and then
+// two rotations within R can be refused for up to R (without a next key,
+// one could). A verifier whose fetches fail keeps its last good snapshot,
+// which covers one rotation after it. And a copy from a shared HTTP cache
+// honouring max-age=300 is a snapshot up to 5 min old, so the counting
+// starts there.
 func (m *Manager) Rotate() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.o.Now().UTC()
 	keys := append([]key(nil), m.snap.Load().keys...)
 	for i := range keys {
-		if keys[i].RetiredAt.IsZero() {
-			keys[i].RetiredAt = now
+		switch k := &keys[i]; {
+		case k.Next:
+			k.Next, k.PromotedAt = false, now
+		case k.RetiredAt.IsZero():
+			k.RetiredAt = now
 		}
 	}
-	for _, a := range []Alg{ES256, RS256} {
-		k, err := m.generate(a)
-		if err != nil {
-			return err
-		}
-		keys = append(keys, k)
+	keys, err := m.addMissingNext(keys)
+	if err != nil {
+		return err
 	}
 	keys = m.prune(keys, now)
 	s, err := newSet(keys)
@@ -252,7 +378,9 @@ func (m *Manager) Rotate() error {
 		return err
 	}
 	m.snap.Store(s)
-	m.log.Info("signing keys rotated", slog.String("es256_kid", s.current[ES256].KID), slog.String("rs256_kid", s.current[RS256].KID))
+	m.log.Info("signing keys rotated",
+		slog.String("es256_kid", s.current[ES256].KID), slog.String("rs256_kid", s.current[RS256].KID),
+		slog.String("es256_next_kid", s.next[ES256].KID), slog.String("rs256_next_kid", s.next[RS256].KID))
 	return nil
 }
 
@@ -289,8 +417,8 @@ func (m *Manager) Prune() error {
 }
 
 // Run rotates when the current key is RotateEvery old — measured from its
-// creation time, so restarts do not reset the clock — and prunes, until ctx
-// ends.
+// promotion (see Current), so restarts do not reset the clock — and
+// prunes, until ctx ends.
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
@@ -310,19 +438,27 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 }
 
-// Current returns the current key id of alg and when it was created.
+// Current returns the id of the key that signs alg and when it started
+// signing. That is its promotion from next to current, not its generation:
+// a key is generated one rotation before it signs, so its generation time
+// would make a just-promoted key look RotateEvery old — Run would rotate
+// again within the minute, and rampart_auth_signing_key_age_seconds would
+// not drop to 0 at a rotation. What age limits is how long one key signs.
+// For a key from a store written before pre-publication, or the first key
+// of a new store, promotion and generation are the same time.
 func (m *Manager) Current(alg Alg) (kid string, createdAt time.Time) {
 	k := m.snap.Load().current[alg]
 	if k == nil {
 		return "", time.Time{}
 	}
-	return k.KID, k.CreatedAt
+	return k.KID, k.PromotedAt
 }
 
 // JWKS returns the public key set document.
 func (m *Manager) JWKS() []byte { return m.snap.Load().jwks }
 
-// PublicKeys returns kid → public key for every published key.
+// PublicKeys returns kid → public key for every published key: current,
+// next and retired.
 func (m *Manager) PublicKeys() map[string]crypto.PublicKey {
 	out := map[string]crypto.PublicKey{}
 	for k, v := range m.snap.Load().public {
@@ -332,10 +468,11 @@ func (m *Manager) PublicKeys() map[string]crypto.PublicKey {
 }
 
 // Handler serves the JWKS. max-age=300 lets verifiers cache it, and is far
-// shorter than the overlap a retired key gets; a verifier that meets an
-// unknown kid refetches anyway. application/json rather than
-// application/jwk-set+json: several widely used clients only accept the
-// former.
+// shorter than the overlap a retired key gets; a copy at most one rotation
+// old already holds the signing key (it was published as next), and a
+// verifier that meets an unknown kid refetches anyway. application/json
+// rather than application/jwk-set+json: several widely used clients only
+// accept the former.
 func (m *Manager) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := m.snap.Load()
@@ -408,6 +545,13 @@ type stored struct {
 	Alg       Alg       `json:"alg"`
 	CreatedAt time.Time `json:"created_at"`
 	RetiredAt time.Time `json:"retired_at,omitzero"`
+	// PromotedAt and Next were added with pre-publication. A record
+	// without them is current (or retired), and its CreatedAt is when it
+	// started signing. An older binary ignores both: it would sign with the
+	// newest unretired key, the next one — already published, so a
+	// downgrade behaves like one more rotation.
+	PromotedAt time.Time `json:"promoted_at,omitzero"`
+	Next       bool      `json:"next,omitzero"`
 	// Private is PKCS#8 PEM, or base64(nonce || AES-256-GCM ciphertext)
 	// with the kid as additional data when a key-encryption key is set.
 	Private   string `json:"private"`
@@ -449,7 +593,13 @@ func (m *Manager) load() ([]key, error) {
 		if kid, err := Thumbprint(signer.Public()); err != nil || kid != r.KID {
 			return nil, fmt.Errorf("keys: key %s does not match its id", r.KID)
 		}
-		keys = append(keys, key{KID: r.KID, Alg: r.Alg, Private: signer, CreatedAt: r.CreatedAt, RetiredAt: r.RetiredAt})
+		k := key{KID: r.KID, Alg: r.Alg, Private: signer, CreatedAt: r.CreatedAt, PromotedAt: r.PromotedAt, RetiredAt: r.RetiredAt, Next: r.Next}
+		if k.Next {
+			k.PromotedAt = time.Time{}
+		} else if k.PromotedAt.IsZero() {
+			k.PromotedAt = k.CreatedAt
+		}
+		keys = append(keys, k)
 	}
 	return keys, nil
 }
@@ -501,7 +651,7 @@ func (m *Manager) store(keys []key) error {
 		if err != nil {
 			return err
 		}
-		r := stored{KID: k.KID, Alg: k.Alg, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt}
+		r := stored{KID: k.KID, Alg: k.Alg, CreatedAt: k.CreatedAt, PromotedAt: k.PromotedAt, RetiredAt: k.RetiredAt, Next: k.Next}
 		if len(m.o.EncryptionKey) == 0 {
 			r.Private = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 		} else {
