@@ -83,6 +83,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Issuer: cfg.PublicURL.String(), AccessTokenTTL: cfg.AccessTokenTTL,
 		RefreshIdleTTL: cfg.RefreshIdleTTL, RefreshMaxTTL: cfg.RefreshMaxTTL, SessionTTL: cfg.SessionTTL,
 		Throttle: oauth.ThrottleOptions{PerMinute: cfg.AuthRatePerMinute, Burst: cfg.AuthRateBurst},
+		ServiceThrottle: oauth.ThrottleOptions{
+			PerMinute: cfg.ServiceRatePerMinute, Burst: cfg.ServiceRateBurst,
+		},
 	}, oauth.Deps{DB: rt.DB, Keys: km, Accounts: accounts, Revocations: revs, Events: rt.Events, Logger: rt.Log,
 		Registerer: rt.Telemetry.Registry,
 	})

@@ -48,6 +48,11 @@ type Config struct {
 	// client address at the auth service itself (RAMPART_AUTH_RATE_PER_MINUTE,
 	// RAMPART_AUTH_RATE_BURST; defaults 60 and 20).
 	AuthRatePerMinute, AuthRateBurst int
+	// ServiceRatePerMinute and ServiceRateBurst limit token requests per
+	// calling service (order-service's token exchanges), keyed on its
+	// certificate identity (RAMPART_AUTH_SERVICE_RATE_PER_MINUTE,
+	// RAMPART_AUTH_SERVICE_RATE_BURST; defaults 6000 and 1000).
+	ServiceRatePerMinute, ServiceRateBurst int
 	// Runtime holds what tests and devstack inject.
 	Runtime service.Overrides
 }
@@ -91,6 +96,8 @@ func LoadConfig(lookup config.Lookup) (Config, error) {
 	cfg.SessionTTL = r.Duration("RAMPART_SESSION_TTL", 8*time.Hour, time.Minute, 30*24*time.Hour)
 	cfg.AuthRatePerMinute = r.Int("RAMPART_AUTH_RATE_PER_MINUTE", 60, 1, 1_000_000)
 	cfg.AuthRateBurst = r.Int("RAMPART_AUTH_RATE_BURST", 20, 1, 1_000_000)
+	cfg.ServiceRatePerMinute = r.Int("RAMPART_AUTH_SERVICE_RATE_PER_MINUTE", 6000, 1, 10_000_000)
+	cfg.ServiceRateBurst = r.Int("RAMPART_AUTH_SERVICE_RATE_BURST", 1000, 1, 1_000_000)
 	return cfg, r.Err()
 }
 

@@ -68,6 +68,13 @@ func newExchangeFixture(t *testing.T) *exchangeFixture {
 // newExchangeFixtureOn is newExchangeFixture on the database at dbURL.
 func newExchangeFixtureOn(t *testing.T, dbURL string) *exchangeFixture {
 	t.Helper()
+	return newExchangeFixtureWith(t, dbURL, Config{Throttle: ThrottleOptions{PerMinute: 1 << 30, Burst: 1 << 30}})
+}
+
+// newExchangeFixtureWith is newExchangeFixtureOn with cfg (its issuer is set).
+func newExchangeFixtureWith(t *testing.T, dbURL string, cfg Config) *exchangeFixture {
+	t.Helper()
+	cfg.Issuer = "https://rampart.test"
 	ctx := context.Background()
 	db, err := dbx.Open(ctx, dbx.Options{URL: dbURL})
 	if err != nil {
@@ -90,7 +97,7 @@ func newExchangeFixtureOn(t *testing.T, dbURL string) *exchangeFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.srv, err = New(Config{Issuer: "https://rampart.test", Throttle: ThrottleOptions{PerMinute: 1 << 30, Burst: 1 << 30}},
+	f.srv, err = New(cfg,
 		Deps{DB: db, Keys: km, Accounts: account.New(db, hasher, func() {}), Events: f.events,
 			Now: func() time.Time { return f.now }, Registerer: f.reg})
 	if err != nil {

@@ -64,6 +64,14 @@ type Config struct {
 	TrustedProxy string
 	// Throttle limits login and token requests per client address.
 	Throttle ThrottleOptions
+	// ServiceThrottle limits token requests per calling service: a direct
+	// mTLS peer other than TrustedProxy, authenticated by its certificate
+	// before it is counted (default 6000 per minute, burst 1000). A service
+	// acts for many users from one address — order-service exchanges a
+	// token for each customer who places an order — so it cannot share
+	// the per-address budget meant for one browser, and a compromised one
+	// is still bounded.
+	ServiceThrottle ThrottleOptions
 }
 
 func (c *Config) defaults() {
@@ -93,6 +101,12 @@ func (c *Config) defaults() {
 	}
 	if c.TrustedProxy == "" {
 		c.TrustedProxy = "gateway"
+	}
+	if c.ServiceThrottle.PerMinute <= 0 {
+		c.ServiceThrottle.PerMinute = 6000
+	}
+	if c.ServiceThrottle.Burst <= 0 {
+		c.ServiceThrottle.Burst = 1000
 	}
 	c.Issuer = strings.TrimRight(c.Issuer, "/")
 }
@@ -128,6 +142,8 @@ type Server struct {
 	now      func() time.Time
 	access   *tokens.Verifier
 	throttle *Throttle
+	// services is the per-service token budget (Config.ServiceThrottle).
+	services *Throttle
 	pages    *template.Template
 	metrics  *metrics // nil without a Registerer
 }
@@ -141,6 +157,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		cfg: cfg, db: d.DB, keys: d.Keys, accounts: d.Accounts, revs: d.Revocations,
 		events: d.Events, log: d.Logger, now: d.Now,
 		throttle: NewThrottle(cfg.Throttle),
+		services: NewThrottle(cfg.ServiceThrottle),
 		pages:    pages,
 	}
 	if s.log == nil {

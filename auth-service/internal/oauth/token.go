@@ -19,6 +19,7 @@ import (
 	"github.com/rampart-go/rampart/auth-service/internal/store"
 	"github.com/rampart-go/rampart/shared/mtls"
 	"github.com/rampart-go/rampart/shared/secevent"
+	"github.com/rampart-go/rampart/shared/server"
 	"github.com/rampart-go/rampart/shared/tokens"
 )
 
@@ -31,11 +32,22 @@ const (
 	TokenTypeAccess        = "urn:ietf:params:oauth:token-type:access_token"   //nolint:gosec // G101: a token type URN, not a credential
 )
 
+// allowToken takes one token request from its budget: the calling
+// service's when a service other than the gateway calls us directly with
+// its certificate (returned, for the event), else the end user's address.
+func (s *Server) allowToken(r *http.Request) (bool, string) {
+	if _, id, ok := peerCert(r); ok && id != s.cfg.TrustedProxy {
+		return s.services.Allow("token", id), id
+	}
+	return s.throttle.Allow("token", s.clientIP(r)), ""
+}
+
 // token is POST /oauth2/token.
 func (s *Server) token(c *gin.Context) {
-	if !s.throttle.Allow("token", s.clientIP(c.Request)) {
+	if ok, service := s.allowToken(c.Request); !ok {
 		s.events.Emit(c.Request.Context(), secevent.Event{
-			Type: secevent.RateLimitExceeded, Reason: "token", ClientIP: s.clientIP(c.Request), Route: c.FullPath(),
+			Type: secevent.RateLimitExceeded, Reason: "token", ClientIP: s.clientIP(c.Request), ClientID: service,
+			Route: c.FullPath(), RequestID: server.RequestID(c),
 		})
 		c.Header("Retry-After", "60")
 		writeError(c, &oauthError{Code: "slow_down", Description: "too many token requests", status: http.StatusTooManyRequests})
