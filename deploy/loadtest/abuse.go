@@ -120,8 +120,11 @@ func runAbuse(ctx context.Context, e *Env, o Options) error {
 	var victimOrders []string
 	for _, s := range m.sessions[:min(5, len(m.sessions))] {
 		ord, resp, err := createOrder(ctx, s, randomB64(16), []OrderItem{{SKU: m.catalog[0].SKU, Quantity: 1}})
-		if err != nil || !resp.OK {
-			return fmt.Errorf("setup: victim order: %v", err)
+		if err != nil {
+			return fmt.Errorf("setup: victim order: %w", err)
+		}
+		if !resp.OK {
+			return fmt.Errorf("setup: victim order: status %d", resp.StatusCode)
 		}
 		victims, victimOrders = append(victims, s.Subject), append(victimOrders, ord.ID)
 	}

@@ -243,5 +243,5 @@ func (a *Addresses) Next() netip.Addr {
 	if a.next == 0 {
 		a.next = 1
 	}
-	return netip.AddrFrom4([4]byte{127, a.prefix, byte(n >> 8), byte(n)})
+	return netip.AddrFrom4([4]byte{127, a.prefix, byte(n >> 8), byte(n & 0xff)}) //nolint:gosec // G115: n is a uint16 split into its two bytes
 }

@@ -124,17 +124,16 @@ func (r *Recorder) Dropped(n int64) {
 
 // TagSummary is one route tag's figures.
 type TagSummary struct {
-	Requests  int64           `json:"requests"`
-	Errors    int64           `json:"errors"`
-	ErrorRate float64         `json:"error_rate"`
-	Statuses  map[int]int64   `json:"statuses"`
-	P50       time.Duration   `json:"p50_ns"`
-	P95       time.Duration   `json:"p95_ns"`
-	P99       time.Duration   `json:"p99_ns"`
-	Max       time.Duration   `json:"max_ns"`
-	Rate      float64         `json:"rate_per_s"`
-	Slowest   Sample          `json:"slowest"`
-	all       []time.Duration // sorted, for the overall figures
+	Requests  int64         `json:"requests"`
+	Errors    int64         `json:"errors"`
+	ErrorRate float64       `json:"error_rate"`
+	Statuses  map[int]int64 `json:"statuses"`
+	P50       time.Duration `json:"p50_ns"`
+	P95       time.Duration `json:"p95_ns"`
+	P99       time.Duration `json:"p99_ns"`
+	Max       time.Duration `json:"max_ns"`
+	Rate      float64       `json:"rate_per_s"`
+	Slowest   Sample        `json:"slowest"`
 }
 
 // CheckSummary is one check's tally.

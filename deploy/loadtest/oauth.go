@@ -241,7 +241,9 @@ type cookies map[string]*http.Cookie
 
 func (j cookies) keep(r *http.Response) {
 	for _, c := range r.Cookies() {
-		j[c.Name] = &http.Cookie{Name: c.Name, Value: c.Value}
+		// Only name and value travel back in a Cookie request header;
+		// the attributes are the server's business, not the client's.
+		j[c.Name] = &http.Cookie{Name: c.Name, Value: c.Value} //nolint:gosec // G124: a client-side jar entry, never sent as Set-Cookie
 	}
 }
 
