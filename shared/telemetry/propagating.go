@@ -43,7 +43,7 @@ func (propagatingTracer) Start(ctx context.Context, _ string, _ ...trace.SpanSta
 	if parent.IsValid() {
 		cfg.TraceID, cfg.TraceFlags, cfg.TraceState = parent.TraceID(), parent.TraceFlags(), parent.TraceState()
 	} else {
-		binary.BigEndian.PutUint64(cfg.TraceID[:8], rand.Uint64())
+		binary.BigEndian.PutUint64(cfg.TraceID[:8], rand.Uint64()) //nolint:gosec // G404: math/rand/v2's global generator is the runtime's OS-seeded ChaCha8; trace ids are identifiers, not secrets
 		binary.BigEndian.PutUint64(cfg.TraceID[8:], nonZero())
 	}
 	binary.BigEndian.PutUint64(cfg.SpanID[:], nonZero())
@@ -54,7 +54,7 @@ func (propagatingTracer) Start(ctx context.Context, _ string, _ ...trace.SpanSta
 // nonZero is a random 64-bit value other than 0 (an all-zero id is invalid).
 func nonZero() uint64 {
 	for {
-		if v := rand.Uint64(); v != 0 {
+		if v := rand.Uint64(); v != 0 { //nolint:gosec // G404: as above
 			return v
 		}
 	}
