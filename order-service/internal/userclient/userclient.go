@@ -358,9 +358,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			}
 		}
 	}
+	// Every series exists from the start, so dashboards and rates see 0
+	// rather than nothing before the first order.
 	for _, o := range []string{"ok", "not_found", "refused", "unavailable", "circuit_open"} {
 		m.calls.WithLabelValues(o)
 	}
+	m.cache.WithLabelValues("hit")
+	m.cache.WithLabelValues("miss")
 	return m, nil
 }
 
