@@ -16,6 +16,11 @@
 //     logins up to a lockout, a rate-limited request and an mTLS refusal.
 //     Recording-rule outputs count as defined; a few series Prometheus
 //     makes itself (up, ALERTS) are named in syntheticSeries.
+//   - a real Prometheus server (Debian's package) scrapes the in-process
+//     stack with the devstack job layout and the repository's rules, and
+//     its HTTP API must return the scenario's security events, their
+//     recording rule and trace-id exemplars. Without the binary this test
+//     skips, unless RAMPART_REQUIRE_PROMETHEUS=1 (CI) makes it fail.
 //
 // The package has no non-test code.
 package observability
