@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -152,6 +153,13 @@ func (e *Emitter) Emit(ctx context.Context, ev Event) {
 	}
 
 	span := trace.SpanFromContext(ctx)
+	if ev.Type.Refusal() {
+		// A refused request's span is an error span, whatever its HTTP
+		// status. OpenTelemetry's HTTP conventions leave 4xx server spans
+		// unset; we deliberately do not, so that "status = error" in the
+		// trace backend finds every attack and denial (docs/operations.md).
+		span.SetStatus(codes.Error, string(ev.Type)+"/"+string(ev.Reason))
+	}
 	span.AddEvent("security."+string(ev.Type), trace.WithAttributes(
 		attribute.String("security.type", string(ev.Type)),
 		attribute.String("security.reason", string(ev.Reason)),

@@ -28,6 +28,17 @@ const (
 	AccountChanged    Type = "account.changed"
 )
 
+// Refusal reports whether an event of type t records something refused
+// (a failed login, a rejected token, a denied request…), as opposed to a
+// fact worth auditing (a login, a revocation, an account change).
+func (t Type) Refusal() bool {
+	switch t {
+	case LoginSucceeded, TokenRevoked, AccountChanged:
+		return false
+	}
+	return true
+}
+
 // Reason qualifies a Type; each Type has a bounded set (Allowed), so the
 // reason label of rampart_security_events_total stays low-cardinality.
 type Reason string
