@@ -186,6 +186,18 @@ func TestComposeNATSEnforcesLeastPrivilege(t *testing.T) {
 			}
 		})
 	}
+	t.Run("every service may subscribe to the revocation push channel", func(t *testing.T) {
+		for _, who := range stack.Services {
+			nc, errs := connect(t, who)
+			if _, err := nc.SubscribeSync("rampart.revocations"); err != nil {
+				t.Fatal(err)
+			}
+			_ = nc.Flush()
+			if denied(errs) {
+				t.Errorf("%s may not subscribe to rampart.revocations: its revocation list would wait for the KV watch", who)
+			}
+		}
+	})
 	t.Run("a service cannot subscribe to the others' streams", func(t *testing.T) {
 		for _, who := range []string{stack.Gateway, stack.User, stack.Order} {
 			nc, errs := connect(t, who)

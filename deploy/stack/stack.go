@@ -391,11 +391,13 @@ var (
 		User:    {"rampart.security.user-service.>", "rampart.events.user.>"},
 		Order:   {"rampart.security.order-service.>", "rampart.events.order.>"},
 	}
+	// Every service that checks tokens keeps a revocation list: it reads the
+	// KV bucket and listens on rampart.revocations for the faster push.
 	NATSSubscribe = map[string][]string{
 		Gateway: {"rampart.revocations"},
-		Auth:    {},
-		User:    {},
-		Order:   {},
+		Auth:    {"rampart.revocations"},
+		User:    {"rampart.revocations"},
+		Order:   {"rampart.revocations"},
 	}
 )
 
