@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // EmbeddedOptions configure StartEmbedded.
@@ -88,9 +89,17 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		opts.TLSTimeout = 2
 	}
 	for _, u := range o.Users {
+		// The server keeps only a bcrypt hash. The passwords are generated
+		// random secrets, so the minimum cost loses nothing to guessing and
+		// keeps connecting cheap; what the hash buys is that a dump of the
+		// server's options or memory does not hand out the credentials.
+		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.MinCost)
+		if err != nil {
+			return nil, fmt.Errorf("nats-server: hash the password of %s: %w", u.Name, err)
+		}
 		opts.Users = append(opts.Users, &server.User{
 			Username: u.Name,
-			Password: u.Password,
+			Password: string(hash),
 			Permissions: &server.Permissions{
 				Publish:   &server.SubjectPermission{Allow: nonNil(u.Publish), Deny: u.PublishDeny},
 				Subscribe: &server.SubjectPermission{Allow: nonNil(u.Subscribe)},
