@@ -135,7 +135,7 @@ func TestRPInitiatedLogoutRefusals(t *testing.T) {
 		{"forged hint (attacker's key, our kid)", url.Values{"id_token_hint": {forge(t, idt, func(map[string]any) {})}, "post_logout_redirect_uri": {back}}, "token.rejected/signature"},
 		{"hint with an unknown kid", url.Values{"id_token_hint": {forge(t, idt, func(h map[string]any) { h["kid"] = "attacker" })}, "post_logout_redirect_uri": {back}}, "token.rejected/unknown_key"},
 		{"hint that is not a JWT", url.Values{"id_token_hint": {"garbage"}, "post_logout_redirect_uri": {back}}, "token.rejected/malformed"},
-		{"hint with alg none", url.Values{"id_token_hint": {b64(map[string]any{"alg": "none", "typ": "JWT"}) + "." + strings.Split(idt, ".")[1] + "."}, "post_logout_redirect_uri": {back}}, "token.rejected/signature"},
+		{"hint with alg none", url.Values{"id_token_hint": {b64(map[string]any{"alg": "none", "typ": "JWT"}) + "." + strings.Split(idt, ".")[1] + "."}, "post_logout_redirect_uri": {back}}, "token.rejected/algorithm"},
 		{"an access token as the hint", url.Values{"id_token_hint": {tok["access_token"].(string)}, "post_logout_redirect_uri": {back}}, "token.rejected/type"},
 		{"hint for another client than client_id", url.Values{"id_token_hint": {idt}, "client_id": {"rampart-machine"}, "post_logout_redirect_uri": {back}}, "auth.grant.invalid/client_mismatch"},
 		{"unregistered address: other host", url.Values{"id_token_hint": {idt}, "post_logout_redirect_uri": {"https://evil.example/"}}, "auth.grant.invalid/redirect_mismatch"},

@@ -3,8 +3,10 @@ package oauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -258,6 +260,9 @@ func (s *Server) endSession(c *gin.Context) {
 // for access tokens).
 const maxIDTokenHint = 8192
 
+// idTokenAlgs are the algorithms we sign ID tokens with.
+var idTokenAlgs = []string{"RS256", "ES256"}
+
 // errUnknownKid is an ID token hint whose kid is not one of our keys.
 var errUnknownKid = errors.New("unknown key")
 
@@ -276,10 +281,14 @@ func (s *Server) idTokenAudience(raw string) (string, secevent.Reason) {
 			return k, nil
 		}
 		return nil, errUnknownKid
-	}, jwt.WithValidMethods([]string{"RS256", "ES256"}), jwt.WithoutClaimsValidation())
+	}, jwt.WithValidMethods(idTokenAlgs), jwt.WithoutClaimsValidation())
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "", secevent.ReasonMalformed
+	case err != nil && tok != nil && !slices.Contains(idTokenAlgs, fmt.Sprint(tok.Header["alg"])):
+		// alg none, HS256 and friends: named for what they are, as the
+		// shared verifier names them for access tokens.
+		return "", secevent.ReasonAlgorithm
 	case errors.Is(err, errUnknownKid):
 		return "", secevent.ReasonUnknownKey
 	case err != nil:
