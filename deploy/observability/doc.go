@@ -22,5 +22,9 @@
 //     recording rule and trace-id exemplars. Without the binary this test
 //     skips, unless RAMPART_REQUIRE_PROMETHEUS=1 (CI) makes it fail.
 //
-// The package has no non-test code.
+// The package has no non-test code. Two subpackages are shared with
+// deploy/cmd/dashshot, which renders the Security overview dashboard from a
+// real run for the README: promrun (the Prometheus server and its HTTP API,
+// as the scrape test runs it) and dashshot (a dashboard drawn to SVG from
+// PromQL answers).
 package observability

@@ -1,27 +1,20 @@
 package observability
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/rampart-go/rampart/deploy/observability/promrun"
 	"github.com/rampart-go/rampart/deploy/stack"
 )
 
@@ -139,204 +132,55 @@ func prometheusPath(t testing.TB) string {
 	return ""
 }
 
-// scrapeConfig is prometheus-devstack.yml with each target replaced by the
-// stack's ephemeral ops address for the target's service label, 1 s
-// intervals, and the rule files by absolute path. It fails if the devstack
-// file and the stack disagree on the set of services.
+// scrapeConfig is prometheus-devstack.yml pointed at the stack's ephemeral
+// ops addresses with 1 s intervals (promrun.Config).
 func scrapeConfig(t testing.TB, s *stack.Stack) []byte {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(promDir, "prometheus-devstack.yml"))
+	cfg, err := promrun.Config(promDir, s, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal(raw, &cfg); err != nil {
-		t.Fatalf("prometheus-devstack.yml: %v", err)
-	}
-	global, _ := cfg["global"].(map[string]any)
-	if global == nil {
-		t.Fatal("prometheus-devstack.yml: no global section")
-	}
-	global["scrape_interval"], global["scrape_timeout"], global["evaluation_interval"] = "1s", "1s", "1s"
-
-	rules, err := filepath.Abs(filepath.Join(promDir, "rules"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	glob(t, rules, "*.yml")
-	cfg["rule_files"] = []string{filepath.Join(rules, "*.yml")}
-
-	var targeted []string
-	jobs, _ := cfg["scrape_configs"].([]any)
-	for _, j := range jobs {
-		job, _ := j.(map[string]any)
-		statics, _ := job["static_configs"].([]any)
-		for _, sc := range statics {
-			static, _ := sc.(map[string]any)
-			labels, _ := static["labels"].(map[string]any)
-			svc, _ := labels["service"].(string)
-			ops, ok := s.Endpoints.Services[svc]
-			if !ok {
-				t.Fatalf("prometheus-devstack.yml: target with service %q, which the stack does not run", svc)
-			}
-			u, err := url.Parse(ops.Ops)
-			if err != nil {
-				t.Fatal(err)
-			}
-			static["targets"] = []string{u.Host}
-			targeted = append(targeted, svc)
-		}
-	}
-	slices.Sort(targeted)
-	if want := slices.Sorted(slices.Values(stack.Services)); !slices.Equal(targeted, want) {
-		t.Fatalf("prometheus-devstack.yml scrapes %v, the stack runs %v", targeted, want)
-	}
-	out, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return cfg
 }
 
-// prometheus is a running Prometheus server.
+// prometheus is a running Prometheus server, failing the test on API
+// errors.
 type prometheus struct {
-	base string
-	log  *lockedBuffer
-	done chan struct{} // closed when the process exits
+	*promrun.Server
 }
 
-// lockedBuffer collects the server's log from its output pipes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startPrometheus runs bin with config on a free loopback port, storage in
-// a temporary directory, and waits for /-/ready. It is stopped (SIGTERM,
-// then SIGKILL after 10 s) when the test ends; its log is shown if the test
-// failed.
+// startPrometheus runs bin with config (promrun.Start) in a temporary
+// directory. It is stopped when the test ends; its log is shown if the
+// test failed.
 func startPrometheus(t testing.TB, bin string, config []byte) *prometheus {
 	t.Helper()
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgFile, config, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	p := &prometheus{base: "http://" + addr, log: &lockedBuffer{}, done: make(chan struct{})}
-	cmd := exec.Command(bin, // #nosec G204 -- the binary found by prometheusPath, fixed arguments
-		"--config.file="+cfgFile,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--enable-feature=exemplar-storage",
-		"--log.level=warn",
-	)
-	cmd.Stdout, cmd.Stderr = p.log, p.log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", p.log.String())
-		}
-	})
-	waitProm(t, p, 30*time.Second, "prometheus ready", func() (bool, string) {
-		resp, err := http.Get(p.base + "/-/ready")
-		if err != nil {
-			return false, err.Error()
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
-	return p
-}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago: Prometheus wants a concrete port, and nothing else binds ephemeral
-// loopback ports here between the close and its listen.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := promrun.Start(bin, t.TempDir(), config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	t.Cleanup(func() {
+		srv.Stop()
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", srv.Log())
+		}
+	})
+	return &prometheus{srv}
 }
 
 // waitProm polls cond every 250 ms until it holds, failing with cond's
 // last explanation after d, or at once if Prometheus exited.
 func waitProm(t testing.TB, p *prometheus, d time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("prometheus exited while waiting for %s:\n%s", what, p.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %s", d, what, why)
-		}
-		time.Sleep(250 * time.Millisecond)
+	if err := p.Wait(context.Background(), d, what, cond); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // get calls the HTTP API and decodes a successful response's data into v.
 func (p *prometheus) get(t testing.TB, path string, q url.Values, v any) {
 	t.Helper()
-	u := p.base + path
-	if q != nil {
-		u += "?" + q.Encode()
-	}
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Status string          `json:"status"`
-		Data   json.RawMessage `json:"data"`
-		Error  string          `json:"error"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatalf("GET %s: %s: %v", u, resp.Status, err)
-	}
-	if r.Status != "success" {
-		t.Fatalf("GET %s: %s %s", u, r.Status, r.Error)
-	}
-	if err := json.Unmarshal(r.Data, v); err != nil {
-		t.Fatalf("GET %s: data: %v", u, err)
+	if err := p.Get(context.Background(), path, q, v); err != nil {
+		t.Fatal(err)
 	}
 }
 
