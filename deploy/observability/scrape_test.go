@@ -82,8 +82,10 @@ func TestScrapeByARealPrometheus(t *testing.T) {
 		"auth-service mtls.rejected no_certificate",
 	}
 	for _, q := range []string{
-		"sum by (service, type, reason) (rampart_security_events_total)",
-		"sum by (service, type, reason) (service_type_reason:rampart_security_events:rate5m)",
+		// Every (type, reason) series exists from the start at 0 (so that
+		// increase() sees the first event): only those that rose count.
+		"sum by (service, type, reason) (rampart_security_events_total) > 0",
+		"sum by (service, type, reason) (service_type_reason:rampart_security_events:rate5m) > 0",
 	} {
 		waitProm(t, prom, 30*time.Second, q+" returns the scenario's events", func() (bool, string) {
 			got := prom.series(t, q, "service", "type", "reason")

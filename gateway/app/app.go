@@ -31,6 +31,7 @@ import (
 	"github.com/rampart-go/rampart/shared/mtls"
 	"github.com/rampart-go/rampart/shared/problem"
 	"github.com/rampart-go/rampart/shared/revocation"
+	"github.com/rampart-go/rampart/shared/secevent"
 	"github.com/rampart-go/rampart/shared/server"
 	"github.com/rampart-go/rampart/shared/service"
 	"github.com/rampart-go/rampart/shared/tokens"
@@ -127,8 +128,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		closers = append(closers, func(context.Context) { _ = client.Close() })
 		store = ratelimit.NewRedis(client, "rampart:rl:")
 	}
+	allLimits := []*ratelimit.Limit{limits.Anonymous, limits.Authenticated, limits.Named[route.LimitLogin], limits.Named[route.LimitToken], limits.Named[route.LimitRegister]}
+	for _, l := range allLimits {
+		// Each limit's ratelimit.exceeded series exists at 0 from the start.
+		rt.Events.Expect(secevent.RateLimitExceeded, secevent.Reason(l.Name))
+	}
 	limiter, err := ratelimit.New(ratelimit.Options{
-		Limits:  []*ratelimit.Limit{limits.Anonymous, limits.Authenticated, limits.Named[route.LimitLogin], limits.Named[route.LimitToken], limits.Named[route.LimitRegister]},
+		Limits:  allLimits,
 		MaxKeys: cfg.RateLimitMaxKeys, Redis: store, Registerer: rt.Telemetry.Registry, Logger: rt.Log,
 	})
 	if err != nil {

@@ -129,7 +129,30 @@ func NewEmitter(o Options) (*Emitter, error) {
 	// Initialise the dropped counter's series so dashboards and alerts see
 	// a 0 rather than no data.
 	e.dropped.Add(0)
+	// Likewise every (type, reason) pair of the closed set: a counter
+	// series born mid-range hides its first increment from increase() and
+	// rate() (there is no earlier sample to compare with), so the first
+	// refresh-token reuse would read 0 on a stat panel and never fire an
+	// "any increase" alert. About 55 series per service, bounded by the
+	// closed set; rate-limit reasons are limit names and are created on use.
+	for t, rs := range reasons {
+		for _, r := range rs {
+			e.total.WithLabelValues(o.Service, string(t), string(r))
+		}
+	}
 	return e, nil
+}
+
+// Expect creates the counter series of typ for each of reasons at 0, for
+// reasons that are not in the closed set (rate-limit names come from
+// configuration): see NewEmitter for why a series must exist before its
+// first event. Reasons outside the allowed set are ignored.
+func (e *Emitter) Expect(typ Type, reasons ...Reason) {
+	for _, r := range reasons {
+		if Allowed(typ, r) {
+			e.total.WithLabelValues(e.o.Service, string(typ), string(r))
+		}
+	}
 }
 
 // Emit records ev: counter (with a trace-id exemplar), span event, and an
