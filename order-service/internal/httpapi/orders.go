@@ -16,6 +16,7 @@ import (
 	"github.com/rampart-go/rampart/order-service/internal/userclient"
 	"github.com/rampart-go/rampart/shared/authn"
 	"github.com/rampart-go/rampart/shared/jsonx"
+	"github.com/rampart-go/rampart/shared/page"
 	"github.com/rampart-go/rampart/shared/problem"
 	"github.com/rampart-go/rampart/shared/secevent"
 	"github.com/rampart-go/rampart/shared/server"
@@ -151,7 +152,7 @@ func (h handlers) list(c *gin.Context) {
 		server.Fail(c, err)
 		return
 	}
-	limit, err := order.ParseLimit(c.Query("limit"))
+	limit, err := page.ParseLimit(c.Query("limit"))
 	if err != nil {
 		server.Fail(c, err)
 		return

@@ -171,16 +171,3 @@ func FuzzParseCursor(f *testing.F) {
 		}
 	})
 }
-
-func TestLimit(t *testing.T) {
-	for in, want := range map[string]int{"": DefaultLimit, "1": 1, "100": 100} {
-		if n, err := ParseLimit(in); err != nil || n != want {
-			t.Errorf("%q: %d %v", in, n, err)
-		}
-	}
-	for _, in := range []string{"0", "101", "-1", "1e3", "ten", "99999999999999999999"} {
-		if _, err := ParseLimit(in); err == nil {
-			t.Errorf("%q accepted", in)
-		}
-	}
-}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rampart-go/rampart/shared/authn"
 	"github.com/rampart-go/rampart/shared/mtls"
+	"github.com/rampart-go/rampart/shared/page"
 	"github.com/rampart-go/rampart/shared/policy"
 	"github.com/rampart-go/rampart/shared/problem"
 	"github.com/rampart-go/rampart/shared/secevent"
@@ -113,7 +114,7 @@ func (h handlers) list(c *gin.Context) {
 		server.Fail(c, err)
 		return
 	}
-	limit, err := profile.ParseLimit(c.Query("limit"))
+	limit, err := page.ParseLimit(c.Query("limit"))
 	if err != nil {
 		server.Fail(c, err)
 		return

@@ -1,77 +1,13 @@
 package profile
 
-import (
-	"encoding/base64"
-	"strconv"
-	"strings"
+import "github.com/rampart-go/rampart/shared/page"
 
-	"github.com/google/uuid"
+// cursors are the profile list's: keyset pages in id order
+// (WHERE id > after ORDER BY id).
+const cursors page.Cursor = "p1:"
 
-	"github.com/rampart-go/rampart/shared/problem"
-)
-
-// Page bounds (CONTRACT §2): a client cannot ask for more than MaxLimit
-// rows at once, however it phrases the request.
-const (
-	DefaultLimit = 20
-	MaxLimit     = 100
-)
-
-// cursorPrefix versions the cursor format, so a future change can refuse
-// old cursors cleanly instead of misreading them.
-const cursorPrefix = "p1:"
-
-// maxCursorLen bounds the work spent on a cursor before it is refused.
-const maxCursorLen = 64
-
-// EncodeCursor makes the opaque cursor that continues after id. Pages are
-// keyset pages (WHERE id > after ORDER BY id), so a cursor stays valid
-// while rows are inserted or deleted and costs an index seek, not an
-// OFFSET scan.
-func EncodeCursor(id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
-}
+// EncodeCursor makes the cursor that continues after profile id.
+func EncodeCursor(id string) string { return cursors.Encode(id) }
 
 // ParseCursor decodes a cursor made by EncodeCursor; "" is the first page.
-// Anything else is a field error, never a query.
-func ParseCursor(s string) (after string, err error) {
-	if s == "" {
-		return "", nil
-	}
-	bad := invalid("cursor", "is not a cursor this API returned")
-	if len(s) > maxCursorLen {
-		return "", bad
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return "", bad
-	}
-	id, ok := strings.CutPrefix(string(raw), cursorPrefix)
-	if !ok {
-		return "", bad
-	}
-	u, err := uuid.Parse(id)
-	if err != nil || u.String() != id {
-		return "", bad // only the canonical lower-case form we emit
-	}
-	return id, nil
-}
-
-// ParseLimit reads the limit parameter: empty means DefaultLimit, anything
-// outside 1..MaxLimit is a field error rather than silently clamped, so a
-// client learns the bound instead of wondering where its rows went.
-func ParseLimit(s string) (int, error) {
-	if s == "" {
-		return DefaultLimit, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > MaxLimit {
-		return 0, invalid("limit", "must be an integer from 1 to "+strconv.Itoa(MaxLimit))
-	}
-	return n, nil
-}
-
-// invalid is a 400 naming one query parameter.
-func invalid(field, msg string) error {
-	return &problem.Error{Code: problem.Invalid, Message: "invalid " + field, Fields: []problem.FieldError{{Field: field, Message: msg}}}
-}
+func ParseCursor(s string) (after string, err error) { return cursors.Parse(s) }
