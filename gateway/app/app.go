@@ -22,6 +22,7 @@ import (
 	"github.com/rampart-go/rampart/gateway/internal/accesslog"
 	"github.com/rampart-go/rampart/gateway/internal/edge"
 	"github.com/rampart-go/rampart/gateway/internal/edgeauth"
+	"github.com/rampart-go/rampart/gateway/internal/h1transport"
 	"github.com/rampart-go/rampart/gateway/internal/httpapi"
 	"github.com/rampart-go/rampart/gateway/internal/hygiene"
 	"github.com/rampart-go/rampart/gateway/internal/proxy"
@@ -207,21 +208,27 @@ func Run(ctx context.Context, cfg Config) (err error) {
 }
 
 // upstreamTransport is the mTLS client of one upstream, speaking HTTP/1.1
-// with a pool sized for the gateway's concurrency. It is not wrapped in
-// otelhttp: the proxy starts the client span and injects the trace context
-// itself (package tracing). HTTP/2 would multiplex every request onto one
-// connection whose writes are serialised under one lock and whose HPACK
-// and framing cost more CPU per small request than HTTP/1.1 on a warm
-// pooled connection; measured with `make bench-gateway` (PERFORMANCE.md).
-// The default of two idle connections per host would make every burst
-// re-handshake.
+// with a pool sized for the gateway's concurrency (the standard default of
+// two idle connections per host would make every burst re-handshake).
+// Bodiless GET and HEAD requests — most API traffic — go through
+// h1transport, which writes the request and reads the answer on the
+// handler's own goroutine; everything else through net/http's Transport
+// (see the h1transport package comment for why, PERFORMANCE.md for what it
+// measured). Neither is wrapped in otelhttp: the proxy starts the client
+// span and injects the trace context itself (package tracing). HTTP/2
+// would multiplex every request onto one connection whose writes are
+// serialised under one lock and whose HPACK and framing cost more CPU per
+// small request than HTTP/1.1 on a warm pooled connection.
 func upstreamTransport(rt *service.Runtime, name string, timeout time.Duration) http.RoundTripper {
 	tlsCfg := mtls.ClientConfig(rt.Certs, rt.Roots, name)
 	tlsCfg.NextProtos = []string{"http/1.1"}
-	t := mtls.NewTransport(tlsCfg, mtls.TransportOptions{MaxIdleConnsPerHost: 1024, ResponseHeaderTimeout: timeout})
+	const pool = 1024
+	t := mtls.NewTransport(tlsCfg, mtls.TransportOptions{MaxIdleConnsPerHost: pool, ResponseHeaderTimeout: timeout})
 	t.ForceAttemptHTTP2 = false
 	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // non-nil and empty: no HTTP/2
-	return t
+	return h1transport.New(h1transport.Options{
+		TLS: tlsCfg, Fallback: t, MaxIdlePerHost: pool, ResponseHeaderTimeout: timeout,
+	})
 }
 
 // serve runs the public, redirect and ops listeners and the workers until
