@@ -56,6 +56,7 @@ func run(args []string) error {
 	postgres := fs.String("postgres", "", "external PostgreSQL base URL (postgres://host:port/?sslmode=…): one role and database per service, created by deploy/compose/postgres/init-databases.sh")
 	pgPrefix := fs.String("postgres-prefix", "", "prefix of the external PostgreSQL role and database names")
 	natsURL := fs.String("nats-url", "", "external NATS server (nats:// on loopback, or tls://) instead of the embedded one")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (profiling; docs/PERFORMANCE.md)")
 	auditTrail := fs.Bool("audit", true, "also run the audit trail: every security event in a hash-chained table, DIR/data/audit.db (embedded NATS only; docs/audit.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -70,6 +71,13 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *pprofAddr != "" {
+		at, err := servePprof(ctx, *pprofAddr)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("devstack pprof: http://%s/debug/pprof/\n", at)
+	}
 	s, err := stack.Start(ctx, o)
 	if err != nil {
 		return err

@@ -3,7 +3,10 @@ package keys
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -131,6 +134,27 @@ func TestKIDIsTheRFC7638Thumbprint(t *testing.T) {
 		tp, err := Thumbprint(pub)
 		if err != nil || tp != kid {
 			t.Errorf("kid %s, thumbprint %s (%v)", kid, tp, err)
+		}
+	}
+}
+
+// TestKeySizes pins the published key sizes: P-256 for access tokens and
+// 2048-bit RSA for ID tokens (see rsaBits for why not 3072).
+func TestKeySizes(t *testing.T) {
+	t.Parallel()
+	m := open(t, t.TempDir(), nil, nil)
+	for kid, pub := range m.PublicKeys() {
+		switch k := pub.(type) {
+		case *rsa.PublicKey:
+			if k.N.BitLen() != 2048 {
+				t.Errorf("RSA key %s has %d bits, want 2048", kid, k.N.BitLen())
+			}
+		case *ecdsa.PublicKey:
+			if k.Curve != elliptic.P256() {
+				t.Errorf("EC key %s on %s, want P-256", kid, k.Curve.Params().Name)
+			}
+		default:
+			t.Errorf("key %s is a %T", kid, pub)
 		}
 	}
 }
