@@ -19,6 +19,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,6 +38,9 @@ func main() {
 func run(args []string) error {
 	if len(args) > 0 && args[0] == "init" {
 		return initState(args[1:])
+	}
+	if stack.IsChild(args) {
+		return serveChild()
 	}
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
 	dir := fs.String("dir", ".devstack", "state directory: PKI, databases, keys, NATS storage, secrets")
@@ -57,12 +61,13 @@ func run(args []string) error {
 	pgPrefix := fs.String("postgres-prefix", "", "prefix of the external PostgreSQL role and database names")
 	natsURL := fs.String("nats-url", "", "external NATS server (nats:// on loopback, or tls://) instead of the embedded one")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (profiling; docs/PERFORMANCE.md)")
+	processes := fs.Bool("processes", false, "run each service in a process of its own, as separate containers would (per-service memory; docs/PERFORMANCE.md)")
 	auditTrail := fs.Bool("audit", true, "also run the audit trail: every security event in a hash-chained table, DIR/data/audit.db (embedded NATS only; docs/audit.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	o := stack.Options{Dir: *dir, Fresh: *fresh, Ephemeral: *ephemeral, OTLPEndpoint: *otlp, Addrs: map[string]string{},
-		Postgres: *postgres, PostgresPrefix: *pgPrefix, NATSURL: *natsURL, Audit: *auditTrail}
+		Postgres: *postgres, PostgresPrefix: *pgPrefix, NATSURL: *natsURL, Audit: *auditTrail, Processes: *processes}
 	for k, v := range addrs {
 		if *v != "" {
 			o.Addrs[k] = *v
@@ -77,6 +82,11 @@ func run(args []string) error {
 			return err
 		}
 		fmt.Printf("devstack pprof: http://%s/debug/pprof/\n", at)
+		// Service processes serve their own profiles, each on a free
+		// loopback port that it logs ("pprof listening").
+		if err := os.Setenv(childPprofEnv, "1"); err != nil {
+			return err
+		}
 	}
 	s, err := stack.Start(ctx, o)
 	if err != nil {
@@ -85,6 +95,26 @@ func run(args []string) error {
 	fmt.Printf("rampart devstack ready: %s\n", s.Endpoints.Gateway)
 	s.Wait()
 	return s.Err()
+}
+
+// childPprofEnv asks service processes (--processes) to serve pprof too.
+const childPprofEnv = "RAMPART_DEVSTACK_PPROF"
+
+// serveChild is `devstack service`: one service of a --processes parent
+// (stack.ServeChild). It stops on SIGTERM from the parent, or when the
+// parent goes away.
+func serveChild() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if os.Getenv(childPprofEnv) != "" {
+		at, err := servePprof(ctx, "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Info("pprof listening",
+			slog.String("service", "devstack-child"), slog.Int("pid", os.Getpid()), slog.String("addr", at))
+	}
+	return stack.ServeChild(ctx)
 }
 
 // initState is `devstack init`: generate or refresh the state and exit.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -113,4 +114,128 @@ func TestDevstackCommand(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "secrets.json")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("secrets.json must exist with mode 0600: %v %v", fi, err)
 	}
+}
+
+// TestDevstackProcesses runs `devstack --processes`: each service in a
+// process of its own (pids.json), a request that crosses processes (the
+// gateway proxies the catalogue to order-service over mTLS), SIGTERM
+// stopping every child, and — when devstack itself is killed without a
+// chance to clean up — the children noticing and exiting on their own.
+func TestDevstackProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the devstack binary")
+	}
+	bin := filepath.Join(t.TempDir(), "devstack")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build devstack: %v", err)
+	}
+	dir := t.TempDir()
+	for _, stop := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		cmd := exec.Command(bin, "--dir", dir, "--ephemeral", "--processes")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				if u, ok := strings.CutPrefix(sc.Text(), "rampart devstack ready: "); ok {
+					ready <- u
+				}
+			}
+		}()
+		var gateway string
+		select {
+		case gateway = <-ready:
+		case <-time.After(90 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("%v run: no ready line", stop)
+		}
+
+		var pids map[string]int
+		b, err := os.ReadFile(filepath.Join(dir, "pids.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &pids)
+		}
+		if err != nil {
+			_ = cmd.Process.Kill()
+			t.Fatalf("pids.json: %v", err)
+		}
+		seen := map[int]bool{cmd.Process.Pid: true}
+		for _, name := range []string{"gateway", "auth-service", "user-service", "order-service"} {
+			pid := pids[name]
+			if pid <= 0 || seen[pid] || !alive(pid) {
+				_ = cmd.Process.Kill()
+				t.Fatalf("pids.json %s: %s has pid %d, want a live process of its own", b, name, pid)
+			}
+			seen[pid] = true
+		}
+
+		caPEM, err := os.ReadFile(filepath.Join(dir, "pki", "ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+		resp, err := client.Get(gateway + "/api/v1/catalog")
+		if err != nil {
+			_ = cmd.Process.Kill()
+			t.Fatalf("catalog through the gateway: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			_ = cmd.Process.Kill()
+			t.Fatalf("catalog through the gateway: status %d", resp.StatusCode)
+		}
+
+		if err := cmd.Process.Signal(stop); err != nil {
+			t.Fatal(err)
+		}
+		werr := make(chan error, 1)
+		go func() { werr <- cmd.Wait() }()
+		select {
+		case err := <-werr:
+			if stop == syscall.SIGTERM && err != nil {
+				t.Fatalf("devstack exited with %v after SIGTERM, want 0", err)
+			}
+		case <-time.After(40 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("devstack did not stop within 40s of %v", stop)
+		}
+		// The children are gone too: stopped by devstack, or — after
+		// SIGKILL — by the closed pipe from their dead parent.
+		deadline := time.Now().Add(30 * time.Second)
+		for name, pid := range pids {
+			for alive(pid) {
+				if time.Now().After(deadline) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					t.Fatalf("after %v of devstack, %s (pid %d) still runs", stop, name, pid)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+}
+
+// alive reports whether pid is a running process (not a zombie: a child
+// of ours that exited but was not yet reaped counts as gone).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true // no /proc: trust kill(0)
+	}
+	// pid (comm) S ...: the state follows the last ')'.
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }

@@ -96,8 +96,10 @@ func (s *Stack) startBackends(o Options, eo natsx.EmbeddedOptions) (*natsx.Embed
 		if _, err := PostgresDSN(o.Postgres, o.PostgresPrefix, Auth, ""); err != nil {
 			return nil, err
 		}
-		if err := writePgpass(s.Dir, o.PostgresPrefix, s.secrets); err != nil {
-			return nil, err
+		if o.child == nil { // a child's parent wrote them
+			if err := writePgpass(s.Dir, o.PostgresPrefix, s.secrets); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if o.NATSURL != "" {

@@ -94,6 +94,16 @@ type Options struct {
 	// AuditDatabaseURL(Dir). Embedded NATS only: with NATSURL, run
 	// deploy/cmd/audit beside the stack instead.
 	Audit bool
+	// Processes runs each service in a child process of Executable
+	// (devstack's `service` subcommand, process.go) instead of a
+	// goroutine: separate heaps and RSS, as in separate containers.
+	// SpanProcessors cannot cross processes and are refused with it.
+	Processes bool
+	// Executable is the binary Processes starts (default: this one).
+	Executable string
+
+	// child is set by ServeChild: run one service on inherited listeners.
+	child *childState
 }
 
 // DefaultAddrs are the CONTRACT §1 defaults. None collides with the ports
@@ -140,6 +150,7 @@ type Stack struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	errs    map[string]error
+	pids    map[string]int // process mode: each service's child
 	done    chan struct{}
 	ctl     control // stop and start one service (control.go)
 }
@@ -160,7 +171,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	if o.Fresh {
+	if o.Processes {
+		if len(o.SpanProcessors) > 0 {
+			return nil, errors.New("stack: span processors cannot observe services in other processes")
+		}
+		if o.Executable == "" {
+			if o.Executable, err = os.Executable(); err != nil {
+				return nil, fmt.Errorf("stack: own executable: %w", err)
+			}
+		}
+	}
+	if o.Fresh && o.child == nil {
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, fmt.Errorf("wipe %s: %w", dir, err)
 		}
@@ -174,17 +195,22 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if logw == nil {
 		logw = os.Stderr
 	}
+	o.LogWriter = logw
 	log := slog.New(slog.NewJSONHandler(logw, nil)).With(slog.String("service", "devstack"))
 
 	s := &Stack{Dir: dir, PKIDir: filepath.Join(dir, "pki"), errs: map[string]error{}, done: make(chan struct{})}
-	if s.CA, err = mtls.EnsureCA(s.PKIDir); err != nil {
-		return nil, fmt.Errorf("dev CA: %w", err)
-	}
-	hosts := []string{"localhost"}
-	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	for _, name := range append(append([]string{}, Services...), "nats") {
-		if _, _, err := s.CA.EnsureLeaf(s.PKIDir, name, append(hosts, name), ips, 24*time.Hour); err != nil {
-			return nil, fmt.Errorf("certificate for %s: %w", name, err)
+	// A child uses the PKI its parent prepared; four children renewing a
+	// certificate at once would race.
+	if o.child == nil {
+		if s.CA, err = mtls.EnsureCA(s.PKIDir); err != nil {
+			return nil, fmt.Errorf("dev CA: %w", err)
+		}
+		hosts := []string{"localhost"}
+		ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+		for _, name := range append(append([]string{}, Services...), "nats") {
+			if _, _, err := s.CA.EnsureLeaf(s.PKIDir, name, append(hosts, name), ips, 24*time.Hour); err != nil {
+				return nil, fmt.Errorf("certificate for %s: %w", name, err)
+			}
 		}
 	}
 	sec, err := loadSecrets(filepath.Join(dir, "secrets.json"))
@@ -213,8 +239,14 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 		return DefaultAddrs[key]
 	}
+	if o.child != nil {
+		listeners = o.child.listeners // the rest are other processes' addresses
+	}
 	for _, name := range Services {
 		for _, key := range []string{name, name + "-ops"} {
+			if o.child != nil {
+				continue
+			}
 			var lc net.ListenConfig
 			l, err := lc.Listen(ctx, "tcp", addr(key))
 			if err != nil {
@@ -255,8 +287,16 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
 
+	// hostPort is where key listens: our own listener's address, or, in a
+	// child, the address its parent bound for another process.
+	hostPort := func(key string) string {
+		if l, ok := listeners[key]; ok {
+			return l.Addr().String()
+		}
+		return o.Addrs[key]
+	}
 	httpsURL := func(key string) *url.URL {
-		return &url.URL{Scheme: "https", Host: listeners[key].Addr().String()}
+		return &url.URL{Scheme: "https", Host: hostPort(key)}
 	}
 	publicURL := httpsURL(Gateway)
 	s.Endpoints = Endpoints{
@@ -268,7 +308,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	for _, name := range Services {
 		s.Endpoints.Services[name] = ServiceEndpoints{
 			API: httpsURL(name).String(),
-			Ops: "http://" + listeners[name+"-ops"].Addr().String(),
+			Ops: "http://" + hostPort(name+"-ops"),
 		}
 	}
 
@@ -311,7 +351,29 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			cancel() // one service down takes the stack down: no half-running demo
 		})
 	}
-	run(Auth, func(ctx context.Context) error {
+	// serve runs a service here, in a child process (Processes), or — in a
+	// child — only the child's own service.
+	serve := func(name string, fn func(context.Context) error) {
+		switch {
+		case o.child != nil:
+			if name == o.child.service {
+				run(name, fn)
+			}
+		case o.Processes:
+			spec := childSpec{
+				Service: name, Dir: dir, Addrs: map[string]string{}, NATSURL: s.natsClientURL(),
+				Postgres: o.Postgres, PostgresPrefix: o.PostgresPrefix, OTLPEndpoint: o.OTLPEndpoint,
+				AuthRatePerMinute: o.AuthRatePerMinute, AuthRateBurst: o.AuthRateBurst, CertReloadInterval: o.CertReloadInterval,
+			}
+			for _, svc := range Services {
+				spec.Addrs[svc], spec.Addrs[svc+"-ops"] = hostPort(svc), hostPort(svc+"-ops")
+			}
+			run(name, s.processRunner(o, name, spec, log))
+		default:
+			run(name, fn)
+		}
+	}
+	serve(Auth, func(ctx context.Context) error {
 		return authapp.Run(ctx, authapp.Config{
 			Common: common(Auth, true), KeysDir: filepath.Join(dir, "keys"), KeyRotation: 24 * time.Hour,
 			AccessTokenTTL: 10 * time.Minute, SeedFile: credsFile, AuthRatePerMinute: o.AuthRatePerMinute, AuthRateBurst: o.AuthRateBurst,
@@ -323,10 +385,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		Issuer:   publicURL.String(),
 		Audience: service.DefaultAudience,
 	}
-	run(User, func(ctx context.Context) error {
+	serve(User, func(ctx context.Context) error {
 		return userapp.Run(ctx, userapp.Config{Common: common(User, true), Tokens: tokenCfg, Runtime: overrides(User)})
 	})
-	run(Order, func(ctx context.Context) error {
+	serve(Order, func(ctx context.Context) error {
 		return orderapp.Run(ctx, orderapp.Config{
 			Common: common(Order, true), Tokens: tokenCfg, UserURL: httpsURL(User), AuthURL: httpsURL(Auth),
 			Runtime: overrides(Order),
@@ -340,7 +402,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		l := fmt.Sprintf("%d/m:%d", o.AuthRatePerMinute, max(o.AuthRateBurst, 1))
 		gatewayLimits = gatewayapp.RateLimitConfig{Anonymous: l, Authenticated: l, Login: l, Token: l, Register: l}
 	}
-	run(Gateway, func(ctx context.Context) error {
+	serve(Gateway, func(ctx context.Context) error {
 		return gatewayapp.Run(ctx, gatewayapp.Config{
 			Common: common(Gateway, false),
 			Upstreams: map[string]*url.URL{
@@ -352,7 +414,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			Runtime:         overrides(Gateway),
 		})
 	})
-	if o.Audit {
+	if o.Audit && o.child == nil {
 		if s.NATS != nil {
 			run(AuditName, func(ctx context.Context) error { return s.runAudit(ctx, logw) })
 		} else {
@@ -367,6 +429,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		close(s.done)
 	}()
 
+	if o.child != nil {
+		return s, nil // the parent waits for every service and writes endpoints.json
+	}
 	if err := s.waitReady(runCtx, 60*time.Second); err != nil {
 		s.Stop()
 		if serr := s.Err(); serr != nil {
@@ -377,6 +442,12 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err := writeJSON(filepath.Join(dir, "endpoints.json"), s.Endpoints, 0o644); err != nil {
 		s.Stop()
 		return nil, err
+	}
+	if o.Processes {
+		if err := s.writePIDs(); err != nil {
+			s.Stop()
+			return nil, err
+		}
 	}
 	return s, nil
 }

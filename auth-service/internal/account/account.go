@@ -126,9 +126,11 @@ func (s *Service) Register(ctx context.Context, in Registration, roles []string)
 	if len(fields) > 0 {
 		return nil, &problem.Error{Code: problem.Invalid, Message: "the registration is invalid", Fields: fields}
 	}
-	phc, err := s.hasher.Hash(in.Password)
+	phc, err := s.hasher.Hash(ctx, in.Password)
 	if err != nil {
-		return nil, err
+		// Only a caller that left or timed out while every hashing slot
+		// was busy gets here: the server is saturated, not broken.
+		return nil, problem.Wrap(problem.Unavailable, "registration is busy; try again shortly", err)
 	}
 	now := s.now().UTC()
 	acct := &store.Account{
@@ -174,13 +176,18 @@ func (s *Service) Authenticate(ctx context.Context, email, pw string) (LoginResu
 	var acct store.Account
 	err := s.db.WithContext(ctx).Where("email = ?", addr).Take(&acct).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) || addr == "" {
-		s.hasher.Burn(pw)
+		s.hasher.Burn(ctx, pw)
 		return LoginResult{Reason: secevent.ReasonUnknownAccount}, nil
 	}
 	if err != nil {
 		return LoginResult{}, err
 	}
-	ok, rehash, verr := s.hasher.Verify(pw, acct.PasswordHash)
+	ok, rehash, verr := s.hasher.Verify(ctx, pw, acct.PasswordHash)
+	if verr != nil && ctx.Err() != nil {
+		// The caller left while waiting for a hashing slot: no attempt
+		// was made, so none is counted against the account.
+		return LoginResult{}, verr
+	}
 	now := s.now().UTC()
 	switch {
 	case acct.LockedUntil != nil && now.Before(*acct.LockedUntil):
@@ -194,7 +201,7 @@ func (s *Service) Authenticate(ctx context.Context, email, pw string) (LoginResu
 	if rehash {
 		// The parameters changed since this hash was made: upgrade it now
 		// that we briefly hold the password.
-		if phc, err := s.hasher.Hash(pw); err == nil {
+		if phc, err := s.hasher.Hash(ctx, pw); err == nil {
 			updates["password_hash"] = phc
 		}
 	}

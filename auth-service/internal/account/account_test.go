@@ -257,6 +257,31 @@ func TestAuthenticateOutcomes(t *testing.T) {
 	})
 }
 
+// TestAuthenticateGivenUpIsNoFailedAttempt: a login whose caller leaves
+// while every hashing slot is busy is an error, not a wrong password: it
+// neither counts towards the account's lockout nor reports a reason.
+func TestAuthenticateGivenUpIsNoFailedAttempt(t *testing.T) {
+	dbxtest.Each(t, func(t *testing.T, url string) {
+		f := newFixture(t, url)
+		a := f.register(t, "ada@example.org")
+		gone, cancel := context.WithCancel(context.Background())
+		cancel()
+		// With a free slot the hash would still run; take them all so the
+		// cancelled caller has to wait.
+		busy, _ := password.NewHasherN(cheap, 1)
+		f.svc.hasher = busy
+		release := busy.Occupy()
+		defer release()
+		res, err := f.svc.Authenticate(gone, "ada@example.org", goodPassword+"!")
+		if !errors.Is(err, context.Canceled) || res.Reason != "" {
+			t.Fatalf("Authenticate after the caller left: reason %q, err %v; want context.Canceled", res.Reason, err)
+		}
+		if got, _ := f.svc.Get(context.Background(), a.ID); got.FailedLogins != 0 {
+			t.Fatalf("failed_logins %d after an abandoned login, want 0", got.FailedLogins)
+		}
+	})
+}
+
 // TestAuthenticateUpgradesOldHashes: a hash made with other parameters is
 // replaced at the next successful login.
 func TestAuthenticateUpgradesOldHashes(t *testing.T) {

@@ -42,7 +42,7 @@ func (s *Service) Erase(ctx context.Context, consumerName, eventID, id string) (
 		if err != nil {
 			return err
 		}
-		burnt, err := s.hasher.Hash(secret)
+		burnt, err := s.hasher.Hash(ctx, secret)
 		if err != nil {
 			return err
 		}

@@ -12,12 +12,14 @@ package password
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	_ "embed"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -153,24 +155,41 @@ const (
 )
 
 // Hasher hashes and verifies passwords with one set of parameters.
+//
+// At most one argon2id computation per CPU runs at a time; the rest wait
+// for a slot (or for their context to end). Each computation holds
+// MemoryKiB (19 MiB by default) until it finishes, so without the bound a
+// burst of logins — or an attacker's flood of them from many addresses —
+// would grow the heap by 19 MiB per concurrent request until the process
+// is killed. More computations than CPUs would not finish any sooner.
 type Hasher struct {
 	p Params
 	// dummy is a real hash of a random password, verified against when an
 	// account does not exist so the answer takes the same time.
 	dummy string
+	slots chan struct{}
 }
 
-// NewHasher validates p and prepares the dummy hash.
+// NewHasher validates p and prepares the dummy hash. It allows
+// runtime.GOMAXPROCS(0) computations at once.
 func NewHasher(p Params) (*Hasher, error) {
+	return NewHasherN(p, runtime.GOMAXPROCS(0))
+}
+
+// NewHasherN is NewHasher with at most n computations at once.
+func NewHasherN(p Params, n int) (*Hasher, error) {
 	if p.MemoryKiB < 8*uint32(p.Threads) || p.Time < 1 || p.Threads < 1 {
 		return nil, fmt.Errorf("password: invalid argon2id parameters %+v", p)
 	}
-	h := &Hasher{p: p}
+	if n < 1 {
+		return nil, fmt.Errorf("password: concurrency %d, want at least 1", n)
+	}
+	h := &Hasher{p: p, slots: make(chan struct{}, n)}
 	var pw [32]byte
 	if _, err := rand.Read(pw[:]); err != nil {
 		return nil, err
 	}
-	d, err := h.Hash(string(pw[:]))
+	d, err := h.Hash(context.Background(), string(pw[:]))
 	if err != nil {
 		return nil, err
 	}
@@ -178,14 +197,44 @@ func NewHasher(p Params) (*Hasher, error) {
 	return h, nil
 }
 
+// acquire takes a computation slot, or gives up when ctx ends first (the
+// caller has gone: its work would be wasted).
+func (h *Hasher) acquire(ctx context.Context) error {
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("password: waiting for a hashing slot: %w", ctx.Err())
+	}
+}
+
+func (h *Hasher) release() { <-h.slots }
+
+// Occupy takes every slot until the returned function is called: for tests
+// of what callers do while the hasher is saturated.
+func (h *Hasher) Occupy() (release func()) {
+	for range cap(h.slots) {
+		h.slots <- struct{}{}
+	}
+	return func() {
+		for range cap(h.slots) {
+			<-h.slots
+		}
+	}
+}
+
 // Hash returns the PHC-format argon2id hash of pw:
 // $argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>.
-func (h *Hasher) Hash(pw string) (string, error) {
+func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 	salt := make([]byte, saltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
+	if err := h.acquire(ctx); err != nil {
+		return "", err
+	}
 	key := argon2.IDKey([]byte(pw), salt, h.p.Time, h.p.MemoryKiB, h.p.Threads, keyLen)
+	h.release()
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, h.p.MemoryKiB, h.p.Time, h.p.Threads,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
 }
@@ -197,11 +246,16 @@ var ErrMalformedHash = errors.New("password: malformed hash")
 // encoded was made with other parameters than the hasher's (the caller
 // re-hashes on a successful login, so a parameter change rolls out as
 // people sign in).
-func (h *Hasher) Verify(pw, encoded string) (ok, rehash bool, err error) {
+// It waits for a computation slot as Hash does.
+func (h *Hasher) Verify(ctx context.Context, pw, encoded string) (ok, rehash bool, err error) {
 	p, salt, key, err := decode(encoded)
 	if err != nil {
 		return false, false, err
 	}
+	if err := h.acquire(ctx); err != nil {
+		return false, false, err
+	}
+	defer h.release()
 	got := argon2.IDKey([]byte(pw), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(key))) //nolint:gosec // len(key) is at most 1 KiB, checked in decode
 	ok = subtle.ConstantTimeCompare(got, key) == 1
 	return ok, ok && p != h.p, nil
@@ -209,7 +263,7 @@ func (h *Hasher) Verify(pw, encoded string) (ok, rehash bool, err error) {
 
 // Burn does the work of one verification against the dummy hash: called
 // for unknown accounts so they cost what known ones do.
-func (h *Hasher) Burn(pw string) { _, _, _ = h.Verify(pw, h.dummy) }
+func (h *Hasher) Burn(ctx context.Context, pw string) { _, _, _ = h.Verify(ctx, pw, h.dummy) }
 
 func decode(s string) (Params, []byte, []byte, error) {
 	parts := strings.Split(s, "$")

@@ -152,6 +152,41 @@ func TestExchangeOnceThenCache(t *testing.T) {
 	}
 }
 
+// TestExpiredTokensAreSwept: users' tokens rotate, so the cache would fill
+// with dead entries up to maxCached; every sweepEvery inserts the expired
+// ones go, and the cache holds only what is still usable.
+func TestExpiredTokensAreSwept(t *testing.T) {
+	f := &fakes{}
+	var clock atomic.Int64
+	clock.Store(time.Unix(1_800_000_000, 0).UnixNano())
+	c, _ := start(t, f, Options{Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	ctx := context.Background()
+	// A first generation of tokens, all expired (300 s) before the second.
+	for i := range sweepEvery / 2 {
+		if _, err := c.token(ctx, [32]byte{0, byte(i), byte(i >> 8)}, "gen1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Add(int64(301 * time.Second))
+	for i := range sweepEvery {
+		if _, err := c.token(ctx, [32]byte{1, byte(i), byte(i >> 8)}, "gen2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.mu.Lock()
+	n := len(c.cache)
+	var dead int
+	for _, e := range c.cache {
+		if !time.Unix(0, clock.Load()).Before(e.until) {
+			dead++
+		}
+	}
+	c.mu.Unlock()
+	if dead != 0 || n > sweepEvery {
+		t.Fatalf("after a sweep: %d entries, %d expired; want at most %d, none expired", n, dead, sweepEvery)
+	}
+}
+
 // TestRevokedCachedTokenIsExchangedAgain: user-service answers 401 (the
 // exchanged token was revoked with its family); the client exchanges once
 // more and tries again, once.
