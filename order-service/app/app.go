@@ -77,6 +77,18 @@ func Run(ctx context.Context, cfg Config) error {
 	rt.AddWorker(erasures.Run)
 	rt.AddCheck(service.ReadyCheck("consumer", erasures.Ready))
 
+	// Retention: processed_events outlive the stream's redeliveries by a
+	// day, idempotency keys their 24-hour window (the relay prunes the
+	// outbox itself).
+	processed, err := consumer.NewPruner(consumer.PrunerOptions{
+		DB: rt.DB, Logger: rt.Log, Registerer: rt.Telemetry.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	rt.AddWorker(processed.Run)
+	rt.AddWorker(func(ctx context.Context) { orders.RunPruner(ctx, rt.Log) })
+
 	customers, err := userclient.New(userclient.Options{
 		Users:      rt.Client("user-service", cfg.UserTimeout),
 		Auth:       rt.Client("auth-service", cfg.UserTimeout),

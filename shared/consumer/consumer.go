@@ -16,6 +16,14 @@
 //	    processed_at TIMESTAMP    NOT NULL,
 //	    PRIMARY KEY (consumer, event_id)
 //	);
+//	CREATE INDEX processed_events_processed_at ON processed_events (processed_at);
+//
+// A row is only needed while the stream may deliver its event again: a
+// redelivery, or a replay by a new durable, reaches back at most
+// natsx.EventsMaxAge (the stream's MaxAge). A Pruner deletes rows older than
+// DefaultRetention, a day past that, in bounded batches; the index on
+// processed_at serves its predicate. A service that calls Once runs one
+// Pruner (its Run) next to its consumers.
 package consumer
 
 import (
@@ -36,6 +44,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/rampart-go/rampart/shared/dbx"
 	"github.com/rampart-go/rampart/shared/natsx"
 )
 
@@ -257,4 +266,103 @@ func Once(tx *gorm.DB, consumer, eventID string) (bool, error) {
 		return false, fmt.Errorf("record event %s: %w", eventID, res.Error)
 	}
 	return res.RowsAffected == 1, nil
+}
+
+// DefaultRetention is how long a processed_events row is kept: a day
+// longer than RAMPART_EVENTS keeps the event, so no redelivery or replay
+// can find its id gone and apply it twice.
+const DefaultRetention = natsx.EventsMaxAge + 24*time.Hour
+
+// DefaultPruneInterval is how often a Pruner runs by default.
+const DefaultPruneInterval = 10 * time.Minute
+
+// PrunerOptions configure NewPruner.
+type PrunerOptions struct {
+	// DB holds the service's processed_events table (required).
+	DB *gorm.DB
+	// Retention is how long a row is kept (default DefaultRetention). It
+	// must exceed natsx.EventsMaxAge: a shorter one would forget events
+	// the stream can still deliver.
+	Retention time.Duration
+	// Interval is how often Run prunes (default DefaultPruneInterval).
+	Interval time.Duration
+	Logger   *slog.Logger
+	// Registerer receives rampart_consumer_processed_events_pruned_total;
+	// optional.
+	Registerer prometheus.Registerer
+}
+
+// Pruner deletes the processed_events rows no redelivery can need any
+// more. One per service database, shared by all its consumers.
+type Pruner struct {
+	db        *gorm.DB
+	retention time.Duration
+	every     time.Duration
+	log       *slog.Logger
+	pruned    prometheus.Counter
+}
+
+// NewPruner returns a Pruner. It returns an error when DB is missing, when
+// Retention does not exceed natsx.EventsMaxAge, or when its metric is
+// already registered.
+func NewPruner(o PrunerOptions) (*Pruner, error) {
+	if o.DB == nil {
+		return nil, errors.New("consumer pruner: DB is required")
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.Retention <= natsx.EventsMaxAge {
+		return nil, fmt.Errorf("consumer pruner: retention %v must exceed the events stream's %v", o.Retention, natsx.EventsMaxAge)
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultPruneInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Pruner{db: o.DB, retention: o.Retention, every: o.Interval, log: o.Logger,
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rampart_consumer_processed_events_pruned_total",
+			Help: "processed_events rows deleted by the retention pass (older than the events stream keeps an event).",
+		})}
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(p.pruned); err != nil {
+			return nil, fmt.Errorf("consumer pruner: metrics: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// Prune deletes the rows processed more than Retention ago, at most
+// dbx.DefaultDeleteBatch per statement, and returns how many it deleted
+// (also on error: "prune processed events: …").
+func (p *Pruner) Prune(ctx context.Context) (int64, error) {
+	n, err := dbx.DeleteBatched(ctx, p.db, dbx.Batch{
+		Model: &processed{}, Key: "consumer, event_id",
+		Where: "processed_at < ?", Args: []any{time.Now().UTC().Add(-p.retention)},
+	})
+	p.pruned.Add(float64(n))
+	if err != nil {
+		return n, fmt.Errorf("prune processed events: %w", err)
+	}
+	return n, nil
+}
+
+// Run prunes at start and every Interval until ctx ends.
+func (p *Pruner) Run(ctx context.Context) {
+	t := time.NewTicker(p.every)
+	defer t.Stop()
+	for {
+		if n, err := p.Prune(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("processed_events retention pass failed", slog.Any("error", err), slog.Int64("deleted", n))
+		} else if n > 0 {
+			p.log.Debug("processed_events retention pass", slog.Int64("deleted", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

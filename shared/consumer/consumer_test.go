@@ -28,6 +28,7 @@ CREATE TABLE processed_events (
     processed_at TIMESTAMP    NOT NULL,
     PRIMARY KEY (consumer, event_id)
 );
+CREATE INDEX processed_events_processed_at ON processed_events (processed_at);
 CREATE TABLE tally (id VARCHAR(36) PRIMARY KEY, n INTEGER NOT NULL);
 -- +goose Down
 DROP TABLE tally;

@@ -106,8 +106,13 @@ func Connect(ctx context.Context, o Options) (*nats.Conn, error) {
 // MaxAccessTokenLifetime is the contract's cap on access-token lifetimes.
 const MaxAccessTokenLifetime = 15 * time.Minute
 
+// EventsMaxAge is how long RAMPART_EVENTS keeps a domain event, so how
+// long a consumer may receive it again (a redelivery, or a replay by a new
+// durable). Idempotency records of consumed events (consumer.Once) must
+// outlive it: consumer.DefaultRetention is derived from it.
+const EventsMaxAge = 7 * 24 * time.Hour
+
 const (
-	eventsMaxAge     = 7 * 24 * time.Hour
 	securityMaxAge   = 30 * 24 * time.Hour
 	securityMaxBytes = 1 << 30
 	duplicateWindow  = 2 * time.Minute
@@ -123,7 +128,7 @@ func StreamConfigs() []jetstream.StreamConfig {
 		{
 			Name: StreamEvents, Subjects: []string{SubjectEventsPrefix + ">"},
 			Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
-			MaxAge: eventsMaxAge, Duplicates: duplicateWindow, MaxMsgSize: maxMsgSize,
+			MaxAge: EventsMaxAge, Duplicates: duplicateWindow, MaxMsgSize: maxMsgSize,
 		},
 		{
 			Name: StreamSecurity, Subjects: []string{SubjectSecurityPrefix + ">"},

@@ -30,6 +30,7 @@ CREATE TABLE outbox (
     published_at TIMESTAMP    NULL,
     attempts     INTEGER      NOT NULL DEFAULT 0
 );
+CREATE INDEX outbox_pending ON outbox (published_at, created_at);
 CREATE TABLE widgets (id VARCHAR(36) PRIMARY KEY);
 -- +goose Down
 DROP TABLE widgets;

@@ -78,6 +78,16 @@ func Run(ctx context.Context, cfg Config) error {
 	rt.AddWorker(accounts.Run)
 	rt.AddCheck(service.ReadyCheck("consumer", accounts.Ready))
 
+	// Retention: processed_events outlive the stream's redeliveries by a
+	// day (the relay prunes the outbox itself).
+	processed, err := consumer.NewPruner(consumer.PrunerOptions{
+		DB: rt.DB, Logger: rt.Log, Registerer: rt.Telemetry.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	rt.AddWorker(processed.Run)
+
 	engine, err := rt.Engine()
 	if err != nil {
 		return err

@@ -23,8 +23,9 @@ import (
 )
 
 // IdempotencyHeader is the request header of the IETF draft
-// (draft-ietf-httpapi-idempotency-key-header); ReplayedHeader marks an
-// answer that repeats an earlier request's result.
+// (draft-ietf-httpapi-idempotency-key-header), honoured for
+// store.IdempotencyWindow (24 hours); ReplayedHeader marks an answer that
+// repeats an earlier request's result.
 const (
 	IdempotencyHeader = "Idempotency-Key"
 	ReplayedHeader    = "Idempotent-Replayed"

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/rampart-go/rampart/order-service/internal/order"
 	"github.com/rampart-go/rampart/shared/consumer"
+	"github.com/rampart-go/rampart/shared/dbx"
 	"github.com/rampart-go/rampart/shared/natsx"
 	"github.com/rampart-go/rampart/shared/outbox"
 )
@@ -27,6 +30,20 @@ const (
 // maxRetries bounds how often Transition re-reads an order that changed
 // under it before giving up with order.ErrConflict.
 const maxRetries = 3
+
+// IdempotencyWindow is how long an Idempotency-Key is honoured: within it
+// a retry gets the first request's order; after it the key is forgotten,
+// and the same key makes a new order. 24 hours, as Stripe's API: long
+// enough for any client retry, short enough that the table stays small.
+// PruneIdempotencyKeys deletes the expired keys.
+const IdempotencyWindow = 24 * time.Hour
+
+// PruneInterval is how often RunPruner deletes expired idempotency keys.
+const PruneInterval = 10 * time.Minute
+
+// errKeyTaken rolls back a create whose idempotency key a concurrent
+// request stored first; Create then answers with that request's order.
+var errKeyTaken = errors.New("idempotency key stored by a concurrent request")
 
 type orderRow struct {
 	ID              string     `gorm:"column:id;primaryKey"`
@@ -97,9 +114,10 @@ type Idempotency struct {
 	Key, Hash string
 }
 
-// Replay returns the order an earlier request with the same key made:
-// found is false when the key is new; order.ErrIdempotencyMismatch when the
-// key was used for a different request.
+// Replay returns the order an earlier request with the same key made
+// within IdempotencyWindow: found is false when the key is new or older;
+// order.ErrIdempotencyMismatch when the key was used for a different
+// request.
 func (s *Store) Replay(ctx context.Context, userID string, idem Idempotency) (order.Order, bool, error) {
 	if idem.Key == "" {
 		return order.Order{}, false, nil
@@ -109,7 +127,8 @@ func (s *Store) Replay(ctx context.Context, userID string, idem Idempotency) (or
 
 func (s *Store) replay(tx *gorm.DB, userID string, idem Idempotency) (order.Order, bool, error) {
 	var r idemRow
-	err := tx.Where("user_id = ? AND idem_key = ?", userID, idem.Key).Take(&r).Error
+	err := tx.Where("user_id = ? AND idem_key = ? AND created_at >= ?", userID, idem.Key, now().Add(-IdempotencyWindow)).
+		Take(&r).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return order.Order{}, false, nil
 	}
@@ -126,7 +145,8 @@ func (s *Store) replay(tx *gorm.DB, userID string, idem Idempotency) (order.Orde
 // Create stores a new pending order for o.UserID with its lines, its
 // idempotency key and order.created, in one transaction. When another
 // request with the same key won a race, Create returns that request's order
-// and replayed = true (or order.ErrIdempotencyMismatch).
+// and replayed = true (or order.ErrIdempotencyMismatch). A key older than
+// IdempotencyWindow, not yet pruned, is replaced.
 func (s *Store) Create(ctx context.Context, o order.Order, idem Idempotency) (out order.Order, replayed bool, err error) {
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -157,8 +177,22 @@ func (s *Store) Create(ctx context.Context, o order.Order, idem Idempotency) (ou
 			return fmt.Errorf("insert order lines: %w", err)
 		}
 		if idem.Key != "" {
-			if err := tx.Create(&idemRow{UserID: o.UserID, Key: idem.Key, RequestHash: idem.Hash, OrderID: o.ID, CreatedAt: t}).Error; err != nil {
-				return fmt.Errorf("insert idempotency key: %w", err)
+			// An expired key may still be there (the retention pass runs
+			// every PruneInterval): take its place, and only its place. A
+			// live key here was stored by a concurrent request after our
+			// replay check; then nothing is written and we roll back.
+			res := tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "user_id"}, {Name: "idem_key"}},
+				DoUpdates: clause.AssignmentColumns([]string{"request_hash", "order_id", "created_at"}),
+				Where: clause.Where{Exprs: []clause.Expression{
+					clause.Expr{SQL: "idempotency_keys.created_at < ?", Vars: []any{t.Add(-IdempotencyWindow)}},
+				}},
+			}).Create(&idemRow{UserID: o.UserID, Key: idem.Key, RequestHash: idem.Hash, OrderID: o.ID, CreatedAt: t})
+			if res.Error != nil {
+				return fmt.Errorf("insert idempotency key: %w", res.Error)
+			}
+			if res.RowsAffected == 0 {
+				return errKeyTaken
 			}
 		}
 		ev, err := natsx.NewEvent(ctx, source, "order.created", o.ID, order.Created{
@@ -343,4 +377,38 @@ func (s *Store) Anonymise(ctx context.Context, consumerName, eventID, userID str
 		return 0, err
 	}
 	return n, nil
+}
+
+// PruneIdempotencyKeys deletes the idempotency keys older than
+// IdempotencyWindow, at most dbx.DefaultDeleteBatch per statement, and
+// returns how many it deleted (also on error: "prune idempotency keys: …").
+// Replay already ignores them; pruning keeps the table to a day of keys.
+func (s *Store) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
+	n, err := dbx.DeleteBatched(ctx, s.db, dbx.Batch{
+		Model: &idemRow{}, Key: "user_id, idem_key",
+		Where: "created_at < ?", Args: []any{now().Add(-IdempotencyWindow)},
+	})
+	if err != nil {
+		return n, fmt.Errorf("prune idempotency keys: %w", err)
+	}
+	return n, nil
+}
+
+// RunPruner prunes expired idempotency keys at start and every
+// PruneInterval until ctx ends, logging failures to log.
+func (s *Store) RunPruner(ctx context.Context, log *slog.Logger) {
+	t := time.NewTicker(PruneInterval)
+	defer t.Stop()
+	for {
+		if n, err := s.PruneIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("idempotency-key retention pass failed", slog.Any("error", err), slog.Int64("deleted", n))
+		} else if n > 0 {
+			log.Debug("idempotency-key retention pass", slog.Int64("deleted", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
