@@ -24,40 +24,12 @@ func TestDevstackCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the devstack binary")
 	}
-	bin := filepath.Join(t.TempDir(), "devstack")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("build devstack: %v", err)
-	}
+	bin := buildDevstack(t)
 	dir := t.TempDir()
 
 	var firstCA []byte
 	for run := 1; run <= 2; run++ {
-		cmd := exec.Command(bin, "--dir", dir, "--ephemeral")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ready := make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				if u, ok := strings.CutPrefix(sc.Text(), "rampart devstack ready: "); ok {
-					ready <- u
-				}
-			}
-		}()
-		var gateway string
-		select {
-		case gateway = <-ready:
-		case <-time.After(90 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatalf("run %d: no ready line", run)
-		}
+		cmd, gateway := startDevstack(t, bin, "--dir", dir, "--ephemeral")
 
 		var ep struct {
 			Gateway  string                       `json:"gateway"`
@@ -125,38 +97,10 @@ func TestDevstackProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the devstack binary")
 	}
-	bin := filepath.Join(t.TempDir(), "devstack")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("build devstack: %v", err)
-	}
+	bin := buildDevstack(t)
 	dir := t.TempDir()
 	for _, stop := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
-		cmd := exec.Command(bin, "--dir", dir, "--ephemeral", "--processes")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ready := make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				if u, ok := strings.CutPrefix(sc.Text(), "rampart devstack ready: "); ok {
-					ready <- u
-				}
-			}
-		}()
-		var gateway string
-		select {
-		case gateway = <-ready:
-		case <-time.After(90 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatalf("%v run: no ready line", stop)
-		}
+		cmd, gateway := startDevstack(t, bin, "--dir", dir, "--ephemeral", "--processes")
 
 		var pids map[string]int
 		b, err := os.ReadFile(filepath.Join(dir, "pids.json"))
@@ -221,6 +165,49 @@ func TestDevstackProcesses(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 		}
+	}
+}
+
+// buildDevstack builds this command into a temporary directory.
+func buildDevstack(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "devstack")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build devstack: %v", err)
+	}
+	return bin
+}
+
+// startDevstack runs bin with args and waits for its ready line; it
+// returns the running command and the gateway URL the line names.
+func startDevstack(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "rampart devstack ready: "); ok {
+				ready <- u
+			}
+		}
+	}()
+	select {
+	case gateway := <-ready:
+		return cmd, gateway
+	case <-time.After(90 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("devstack %v: no ready line within 90s", args)
+		return nil, ""
 	}
 }
 

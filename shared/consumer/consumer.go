@@ -351,18 +351,5 @@ func (p *Pruner) Prune(ctx context.Context) (int64, error) {
 
 // Run prunes at start and every Interval until ctx ends.
 func (p *Pruner) Run(ctx context.Context) {
-	t := time.NewTicker(p.every)
-	defer t.Stop()
-	for {
-		if n, err := p.Prune(ctx); err != nil && ctx.Err() == nil {
-			p.log.Warn("processed_events retention pass failed", slog.Any("error", err), slog.Int64("deleted", n))
-		} else if n > 0 {
-			p.log.Debug("processed_events retention pass", slog.Int64("deleted", n))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	dbx.RunRetention(ctx, p.every, p.log, "processed_events", p.Prune)
 }

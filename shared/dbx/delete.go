@@ -3,6 +3,8 @@ package dbx
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -72,4 +74,25 @@ func tableName(model any) string {
 		return t.TableName()
 	}
 	return fmt.Sprintf("%T", model)
+}
+
+// RunRetention runs pass at once and then every interval until ctx ends: the
+// loop of every retention pass (outbox, processed_events, idempotency
+// keys). A failed pass is logged and tried again at the next tick; what
+// names the table in the log lines.
+func RunRetention(ctx context.Context, interval time.Duration, log *slog.Logger, what string, pass func(context.Context) (int64, error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := pass(ctx); err != nil && ctx.Err() == nil {
+			log.Warn(what+" retention pass failed", slog.Any("error", err), slog.Int64("deleted", n))
+		} else if n > 0 {
+			log.Debug(what+" retention pass", slog.Int64("deleted", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
@@ -89,4 +90,40 @@ func TestDeleteBatchedDeletesEveryMatchInBoundedStatements(t *testing.T) {
 			t.Fatalf("a cancelled pass deleted rows: %d left", got)
 		}
 	})
+}
+
+// TestRunRetention: a pass runs at once, again every interval, and a failed
+// pass does not stop the loop; the loop returns when ctx ends.
+func TestRunRetention(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var calls atomic.Int32
+	passes := make(chan int32, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		dbx.RunRetention(ctx, 10*time.Millisecond, slog.New(slog.DiscardHandler), "marks", func(context.Context) (int64, error) {
+			n := calls.Add(1)
+			passes <- n
+			if n == 2 {
+				return 0, errors.New("database is locked")
+			}
+			return 1, nil
+		})
+	}()
+	for want := int32(1); want <= 3; want++ {
+		select {
+		case got := <-passes:
+			if got != want {
+				t.Fatalf("pass %d, want %d", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("pass %d never ran (a failed pass stops the loop?)", want)
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunRetention did not return after ctx ended")
+	}
 }

@@ -291,20 +291,7 @@ func (r *Relay) Prune(ctx context.Context) (int64, error) {
 }
 
 func (r *Relay) runPruner(ctx context.Context) {
-	t := time.NewTicker(r.pruneEvery)
-	defer t.Stop()
-	for {
-		if n, err := r.Prune(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("outbox retention pass failed", slog.Any("error", err), slog.Int64("deleted", n))
-		} else if n > 0 {
-			r.log.Debug("outbox retention pass", slog.Int64("deleted", n))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	dbx.RunRetention(ctx, r.pruneEvery, r.log, "outbox", r.Prune)
 }
 
 func (r *Relay) publish(ctx context.Context, row Row) error {

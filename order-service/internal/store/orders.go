@@ -397,18 +397,5 @@ func (s *Store) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
 // RunPruner prunes expired idempotency keys at start and every
 // PruneInterval until ctx ends, logging failures to log.
 func (s *Store) RunPruner(ctx context.Context, log *slog.Logger) {
-	t := time.NewTicker(PruneInterval)
-	defer t.Stop()
-	for {
-		if n, err := s.PruneIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("idempotency-key retention pass failed", slog.Any("error", err), slog.Int64("deleted", n))
-		} else if n > 0 {
-			log.Debug("idempotency-key retention pass", slog.Int64("deleted", n))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	dbx.RunRetention(ctx, PruneInterval, log, "idempotency-key", s.PruneIdempotencyKeys)
 }
