@@ -5,8 +5,11 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -280,7 +283,45 @@ func endClientSpan(span trace.Span, upstream string, req *http.Request, resp *ht
 	}
 }
 
+// bufferLimit is the largest request body the gateway reads in full before
+// forwarding (when its length is declared). Every API body is far smaller
+// (an order, a profile, a token request).
+const bufferLimit = 64 << 10
+
+// bufferBody reads a body of declared length up to bufferLimit into memory
+// before the upstream sees anything, as nginx does by default
+// (proxy_request_buffering). Two things follow. A slow client trickling
+// its body occupies the gateway, not an upstream connection. And the body
+// can be sent again (GetBody): when a pooled upstream connection turns out
+// to have been closed by the upstream before a byte of the request was
+// written — the keep-alive race every proxy meets — net/http's transport
+// sends the request again on a fresh connection instead of failing it,
+// whatever its method, since nothing reached the upstream (it also
+// replays after a failed read when the request carries Idempotency-Key,
+// which the upstream de-duplicates). Larger or chunked bodies stream.
+// The read goes through the route's body limit, so an oversize body still
+// ends in 413.
+func bufferBody(req *http.Request) error {
+	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil ||
+		req.ContentLength <= 0 || req.ContentLength > bufferLimit {
+		return nil
+	}
+	buf := make([]byte, req.ContentLength)
+	if _, err := io.ReadFull(req.Body, buf); err != nil {
+		return fmt.Errorf("read request body: %w", err)
+	}
+	_ = req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(buf))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	return nil
+}
+
 func (g *guard) roundTrip(req *http.Request) (*http.Response, error) {
+	// Before the breaker: a client that cannot deliver its body says
+	// nothing about the upstream.
+	if err := bufferBody(req); err != nil {
+		return nil, err
+	}
 	b := g.o.Breaker
 	if b != nil {
 		if ok, wait := b.Allow(); !ok {

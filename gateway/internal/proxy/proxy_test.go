@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -229,4 +231,90 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, outcome string) uint
 		}
 	}
 	return 0
+}
+
+// brokenAfterFirst is a connection whose writes fail, as on a socket the
+// peer has closed, once it has carried one exchange: what a pooled
+// keep-alive connection looks like when the upstream closed it just as
+// the gateway picked it for the next request.
+type brokenAfterFirst struct {
+	net.Conn
+	writes atomic.Int32
+	first  *atomic.Bool // set once the first response was read
+}
+
+func (c *brokenAfterFirst) Write(p []byte) (int, error) {
+	if c.first.Load() {
+		return 0, &net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE}
+	}
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestSmallBodiesSurviveADeadPooledConnection: a POST meets a pooled
+// connection the upstream has closed (the keep-alive race). Its body was
+// read in full before forwarding, so the transport sends it again on a
+// fresh connection and the client gets the upstream's answer, not a 502;
+// the upstream sees the request once, with its whole body.
+func TestSmallBodiesSurviveADeadPooledConnection(t *testing.T) {
+	var got atomic.Value
+	var hits atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.Store(string(b))
+		hits.Add(1)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer up.Close()
+
+	var dials atomic.Int32
+	var firstDone atomic.Bool
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if dials.Add(1) == 1 {
+			return &brokenAfterFirst{Conn: c, first: &firstDone}, nil
+		}
+		return c, nil
+	}}
+	defer tr.CloseIdleConnections()
+	u, _ := url.Parse(up.URL)
+	p := New(Options{Name: "svc", Target: u, Transport: tr, Logger: slog.New(slog.DiscardHandler)})
+
+	post := func(body string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "http://gw/orders", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		p.ServeHTTP(w, r)
+		return w
+	}
+	if w := post(`{"n":1}`); w.Code != http.StatusCreated {
+		t.Fatalf("first POST: %d", w.Code)
+	}
+	firstDone.Store(true) // the pooled connection is now dead
+	if w := post(`{"n":2}`); w.Code != http.StatusCreated {
+		t.Fatalf("POST on a dead pooled connection: %d %s, want 201 after a resend on a fresh connection", w.Code, w.Body)
+	}
+	if d := dials.Load(); d != 2 {
+		t.Errorf("%d dials, want 2 (the dead connection was reused, then a fresh one)", d)
+	}
+	if n, b := hits.Load(), got.Load(); n != 2 || b != `{"n":2}` {
+		t.Errorf("upstream saw %d requests, last body %q; want 2 and the whole second body", n, b)
+	}
+
+	// A body too large to buffer streams as before: on a dead connection it
+	// fails (502), since it cannot be sent twice.
+	firstDone.Store(false)
+	dials.Store(0)
+	tr.CloseIdleConnections()
+	if w := post(`{"n":3}`); w.Code != http.StatusCreated {
+		t.Fatalf("POST on a fresh connection: %d", w.Code)
+	}
+	firstDone.Store(true)
+	big := `{"pad":"` + strings.Repeat("x", bufferLimit) + `"}`
+	if w := post(big); w.Code != http.StatusBadGateway {
+		t.Errorf("unbuffered POST on a dead pooled connection: %d, want 502 (not resent)", w.Code)
+	}
 }
