@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -176,6 +175,19 @@ func New(o Options) *Upstream {
 				// The client went away; nobody is listening for an answer.
 				return
 			}
+			var body *clientBodyError
+			if errors.As(err, &body) {
+				// The client's fault, not the upstream's, which saw
+				// nothing. Like the framing errors net/http answers
+				// itself, a transport failure, not a security decision:
+				// no event (docs/gateway.md).
+				if r.Context().Err() != nil {
+					return
+				}
+				w.Header().Set("Connection", "close")
+				o.Fail(w, r, problem.New(problem.Invalid, "request body incomplete: shorter than its Content-Length, or too slow"))
+				return
+			}
 			code, msg := problem.BadGateway, "upstream unavailable"
 			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 				code, msg = problem.Timeout, "upstream timed out"
@@ -301,6 +313,13 @@ const bufferLimit = 64 << 10
 // which the upstream de-duplicates). Larger or chunked bodies stream.
 // The read goes through the route's body limit, so an oversize body still
 // ends in 413.
+// clientBodyError is a body the client did not deliver: it closed the
+// connection, sent fewer bytes than it declared, or was too slow.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "read request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
+
 func bufferBody(req *http.Request) error {
 	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil ||
 		req.ContentLength <= 0 || req.ContentLength > bufferLimit {
@@ -308,7 +327,7 @@ func bufferBody(req *http.Request) error {
 	}
 	buf := make([]byte, req.ContentLength)
 	if _, err := io.ReadFull(req.Body, buf); err != nil {
-		return fmt.Errorf("read request body: %w", err)
+		return &clientBodyError{err: err}
 	}
 	_ = req.Body.Close()
 	req.Body = io.NopCloser(bytes.NewReader(buf))

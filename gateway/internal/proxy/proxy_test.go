@@ -318,3 +318,30 @@ func TestSmallBodiesSurviveADeadPooledConnection(t *testing.T) {
 		t.Errorf("unbuffered POST on a dead pooled connection: %d, want 502 (not resent)", w.Code)
 	}
 }
+
+// TestShortBodyIsTheClientsFault: a body shorter than its Content-Length
+// is answered 400, the upstream never sees the request, and the breaker
+// does not count it against the upstream.
+func TestShortBodyIsTheClientsFault(t *testing.T) {
+	var hits atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	clock := &fakeClock{}
+	b := breaker.New(breaker.Options{Threshold: 1, OpenFor: time.Minute, Now: clock.now})
+	p := New(Options{Name: "svc", Target: u, Transport: up.Client().Transport, Logger: slog.New(slog.DiscardHandler), Breaker: b})
+
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPost, "http://gw/orders", strings.NewReader(`{"n":`))
+	r.ContentLength = 100 // declared, never delivered
+	p.ServeHTTP(w, r)
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "incomplete") {
+		t.Fatalf("short body: %d %s, want 400 incomplete", w.Code, w.Body)
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("the upstream saw %d requests", hits.Load())
+	}
+	if st := b.State(); st != breaker.Closed {
+		t.Fatalf("breaker %v after a client's short body, want closed", st)
+	}
+}
