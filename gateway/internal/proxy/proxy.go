@@ -325,10 +325,18 @@ func bufferBody(req *http.Request) error {
 		req.ContentLength <= 0 || req.ContentLength > bufferLimit {
 		return nil
 	}
-	buf := make([]byte, req.ContentLength)
-	if _, err := io.ReadFull(req.Body, buf); err != nil {
+	// Grow with what arrives rather than allocating the declared length up
+	// front: a client that declares 64 KiB and sends nothing must not
+	// cost 64 KiB per connection it holds open.
+	var b bytes.Buffer
+	n, err := b.ReadFrom(io.LimitReader(req.Body, req.ContentLength))
+	if err == nil && n < req.ContentLength {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
 		return &clientBodyError{err: err}
 	}
+	buf := b.Bytes()
 	_ = req.Body.Close()
 	req.Body = io.NopCloser(bytes.NewReader(buf))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
