@@ -97,13 +97,7 @@ func TestConsumerAppliesEachEventOnce(t *testing.T) {
 	js := jetStream(t)
 	dbxtest.Each(t, func(t *testing.T, url string) {
 		ctx := t.Context()
-		db, err := dbx.Open(ctx, dbx.Options{URL: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := dbx.Migrate(ctx, db, schema); err != nil {
-			t.Fatal(err)
-		}
+		db := openDB(t, url)
 		subject := natsx.SubjectEventsPrefix + "tally.added." + uuid.NewString()[:8]
 		key := uuid.NewString()
 		if err := db.Create(&tally{ID: key}).Error; err != nil {

@@ -15,23 +15,7 @@ import (
 	"github.com/rampart-go/rampart/shared/natsx"
 )
 
-func openDB(t *testing.T, url string) *gorm.DB {
-	t.Helper()
-	ctx := context.Background()
-	db, err := dbx.Open(ctx, dbx.Options{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if s, err := db.DB(); err == nil {
-			_ = s.Close()
-		}
-	})
-	if err := dbx.Migrate(ctx, db, schema); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
+func openDB(t *testing.T, url string) *gorm.DB { return dbxtest.Open(t, url, schema) }
 
 // record inserts n processed_events rows for each consumer, processed at
 // at, with event ids prefix-00000…; the consumers share the ids.

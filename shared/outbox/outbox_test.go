@@ -39,23 +39,7 @@ DROP TABLE outbox;
 
 type widget struct{ ID string }
 
-func openDB(t *testing.T, url string) *gorm.DB {
-	t.Helper()
-	ctx := context.Background()
-	db, err := dbx.Open(ctx, dbx.Options{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if s, err := db.DB(); err == nil {
-			_ = s.Close()
-		}
-	})
-	if err := dbx.Migrate(ctx, db, schema); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
+func openDB(t *testing.T, url string) *gorm.DB { return dbxtest.Open(t, url, schema) }
 
 // flaky publishes through JetStream, or fails while down is set.
 type flaky struct {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/rampart-go/rampart/auth-service/internal/password"
 	"github.com/rampart-go/rampart/auth-service/internal/store"
-	"github.com/rampart-go/rampart/shared/dbx"
 	"github.com/rampart-go/rampart/shared/dbx/dbxtest"
 	"github.com/rampart-go/rampart/shared/natsx"
 	"github.com/rampart-go/rampart/shared/outbox"
@@ -44,19 +43,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, url string) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	db, err := dbx.Open(ctx, dbx.Options{URL: url})
-	if err != nil {
-		t.Fatalf("open %s: %v", url, err)
-	}
-	t.Cleanup(func() {
-		if sqlDB, err := db.DB(); err == nil {
-			_ = sqlDB.Close()
-		}
-	})
-	if err := dbx.Migrate(ctx, db, store.Migrations); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
+	db := dbxtest.Open(t, url, store.Migrations)
 	h, err := password.NewHasher(cheap)
 	if err != nil {
 		t.Fatal(err)

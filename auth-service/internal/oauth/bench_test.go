@@ -12,7 +12,7 @@ import (
 
 	"github.com/rampart-go/rampart/auth-service/internal/keys"
 	"github.com/rampart-go/rampart/auth-service/internal/store"
-	"github.com/rampart-go/rampart/shared/dbx"
+	"github.com/rampart-go/rampart/shared/dbx/dbxtest"
 	"github.com/rampart-go/rampart/shared/secevent"
 )
 
@@ -25,13 +25,7 @@ func (nopEvents) Emit(context.Context, secevent.Event) {}
 // SHA-256 secret check on SQLite, ES256 signing and the JSON response.
 func BenchmarkClientCredentialsIssuance(b *testing.B) {
 	ctx := context.Background()
-	db, err := dbx.Open(ctx, dbx.Options{URL: "sqlite://" + b.TempDir() + "/auth.db"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := dbx.Migrate(ctx, db, store.Migrations); err != nil {
-		b.Fatal(err)
-	}
+	db := dbxtest.Open(b, dbxtest.SQLiteURL(b), store.Migrations)
 	if err := RegisterClients(ctx, db, DefaultClients("s3cret-s3cret-s3cret")); err != nil {
 		b.Fatal(err)
 	}

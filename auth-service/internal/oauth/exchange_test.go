@@ -23,7 +23,7 @@ import (
 	"github.com/rampart-go/rampart/auth-service/internal/keys"
 	"github.com/rampart-go/rampart/auth-service/internal/password"
 	"github.com/rampart-go/rampart/auth-service/internal/store"
-	"github.com/rampart-go/rampart/shared/dbx"
+	"github.com/rampart-go/rampart/shared/dbx/dbxtest"
 	"github.com/rampart-go/rampart/shared/mtls"
 	"github.com/rampart-go/rampart/shared/secevent"
 )
@@ -76,13 +76,7 @@ func newExchangeFixtureWith(t *testing.T, dbURL string, cfg Config) *exchangeFix
 	t.Helper()
 	cfg.Issuer = "https://rampart.test"
 	ctx := context.Background()
-	db, err := dbx.Open(ctx, dbx.Options{URL: dbURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dbx.Migrate(ctx, db, store.Migrations); err != nil {
-		t.Fatal(err)
-	}
+	db := dbxtest.Open(t, dbURL, store.Migrations)
 	if err := RegisterClients(ctx, db, DefaultClients("")); err != nil {
 		t.Fatal(err)
 	}

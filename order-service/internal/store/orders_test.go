@@ -11,7 +11,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/rampart-go/rampart/order-service/internal/order"
-	"github.com/rampart-go/rampart/shared/dbx"
 	"github.com/rampart-go/rampart/shared/dbx/dbxtest"
 	"github.com/rampart-go/rampart/shared/outbox"
 )
@@ -19,19 +18,7 @@ import (
 // open migrates a fresh database at url.
 func open(t testing.TB, url string) (*gorm.DB, *Store) {
 	t.Helper()
-	ctx := context.Background()
-	db, err := dbx.Open(ctx, dbx.Options{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if sqlDB, err := db.DB(); err == nil {
-			_ = sqlDB.Close()
-		}
-	})
-	if err := dbx.Migrate(ctx, db, Migrations); err != nil {
-		t.Fatal(err)
-	}
+	db := dbxtest.Open(t, url, Migrations)
 	return db, New(db, nil)
 }
 

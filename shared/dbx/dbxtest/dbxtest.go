@@ -7,12 +7,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"gorm.io/gorm"
+
+	"github.com/rampart-go/rampart/shared/dbx"
 )
 
 // PostgresEnv names the variable holding an admin DSN for the test server.
@@ -73,4 +77,24 @@ func Each(t *testing.T, fn func(t *testing.T, url string)) {
 	if os.Getenv(PostgresEnv) != "" {
 		t.Run("postgres", func(t *testing.T) { fn(t, PostgresURL(t)) })
 	}
+}
+
+// Open opens the database at url with dbx.Open, applies migrations (a
+// service's embedded goose files), and closes it when t ends.
+func Open(t testing.TB, url string, migrations fs.FS) *gorm.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := dbx.Open(ctx, dbx.Options{URL: url})
+	if err != nil {
+		t.Fatalf("open %s: %v", url, err)
+	}
+	t.Cleanup(func() {
+		if sqlDB, err := db.DB(); err == nil {
+			_ = sqlDB.Close()
+		}
+	})
+	if err := dbx.Migrate(ctx, db, migrations); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return db
 }

@@ -12,30 +12,13 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
-	"github.com/rampart-go/rampart/shared/dbx"
 	"github.com/rampart-go/rampart/shared/dbx/dbxtest"
 	"github.com/rampart-go/rampart/shared/natsx"
 	"github.com/rampart-go/rampart/shared/outbox"
 	"github.com/rampart-go/rampart/user-service/internal/profile"
 )
 
-func open(t *testing.T, url string) *gorm.DB {
-	t.Helper()
-	ctx := context.Background()
-	db, err := dbx.Open(ctx, dbx.Options{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if sqlDB, err := db.DB(); err == nil {
-			_ = sqlDB.Close()
-		}
-	})
-	if err := dbx.Migrate(ctx, db, Migrations); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
+func open(t *testing.T, url string) *gorm.DB { return dbxtest.Open(t, url, Migrations) }
 
 func created(id string) profile.Created {
 	return profile.Created{ID: id, Email: id[:8] + "@example.com", DisplayName: "User " + id[:4], CreatedAt: time.Now()}
