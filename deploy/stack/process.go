@@ -117,8 +117,7 @@ func ServeChild(ctx context.Context) error {
 // processRunner returns the managed function that runs name in a child
 // process: it hands the child the service's current listeners, waits for
 // it to exit, and stops it with SIGTERM (then SIGKILL after
-// childStopGrace) when ctx ends. StopService and StartService work as in
-// one-process mode: a restart gets fresh listeners and a fresh child.
+// childStopGrace) when ctx ends.
 func (s *Stack) processRunner(o Options, name string, spec childSpec, log *slog.Logger) func(context.Context) error {
 	return func(ctx context.Context) error {
 		specJSON, err := json.Marshal(spec)

@@ -243,10 +243,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		listeners = o.child.listeners // the rest are other processes' addresses
 	}
 	for _, name := range Services {
+		if o.child != nil {
+			break // a child binds nothing
+		}
 		for _, key := range []string{name, name + "-ops"} {
-			if o.child != nil {
-				continue
-			}
 			var lc net.ListenConfig
 			l, err := lc.Listen(ctx, "tcp", addr(key))
 			if err != nil {
