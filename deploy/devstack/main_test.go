@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rampart-go/rampart/deploy/stack"
 )
 
 // TestDevstackCommand runs the real devstack binary the way `make run` does:
@@ -165,6 +168,85 @@ func TestDevstackProcesses(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 		}
+	}
+}
+
+// TestProcessModeRestartsOneService stops and starts one service of a
+// process-mode stack, as the resilience tests do in one-process mode: the
+// service comes back as a new process on the same addresses (the gateway
+// reaches it again over mTLS), pids.json names the new process, and the
+// other services' processes are untouched.
+func TestProcessModeRestartsOneService(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the devstack binary and runs a stack of processes")
+	}
+	bin := buildDevstack(t)
+	ctx := t.Context()
+	s, err := stack.Start(ctx, stack.Options{Dir: t.TempDir(), Ephemeral: true, LogWriter: io.Discard, Processes: true, Executable: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	before := s.PIDs()
+	client, err := s.HTTPClient("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	catalog := func() int {
+		t.Helper()
+		resp, err := client.Get(s.Endpoints.Gateway + "/api/v1/catalog")
+		if err != nil {
+			t.Fatalf("catalog through the gateway: %v", err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := catalog(); got != http.StatusOK {
+		t.Fatalf("catalog before the restart: status %d", got)
+	}
+
+	if err := s.StopService(stack.Order); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); alive(before[stack.Order]); {
+		if time.Now().After(deadline) {
+			t.Fatalf("order-service (pid %d) still runs after StopService", before[stack.Order])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Its upstream gone, the gateway answers for it; it does not hang.
+	if got := catalog(); got < 500 {
+		t.Fatalf("catalog with order-service stopped: status %d, want 5xx", got)
+	}
+
+	if err := s.StartService(ctx, stack.Order); err != nil {
+		t.Fatal(err)
+	}
+	after := s.PIDs()
+	if after[stack.Order] == before[stack.Order] || !alive(after[stack.Order]) {
+		t.Fatalf("order-service pid %d after the restart (was %d), want a new live process", after[stack.Order], before[stack.Order])
+	}
+	for _, name := range []string{stack.Gateway, stack.Auth, stack.User} {
+		if after[name] != before[name] {
+			t.Errorf("%s pid %d → %d: only order-service should have been restarted", name, before[name], after[name])
+		}
+	}
+	var onDisk map[string]int
+	b, err := os.ReadFile(filepath.Join(s.Dir, "pids.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &onDisk)
+	}
+	if err != nil || onDisk[stack.Order] != after[stack.Order] {
+		t.Fatalf("pids.json after the restart: %s (%v), want order-service at pid %d", b, err, after[stack.Order])
+	}
+	// The circuit breaker may still be open from the failures above: it
+	// lets a trial through within its open interval.
+	deadline := time.Now().Add(30 * time.Second)
+	for catalog() != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("catalog through the gateway never recovered after order-service came back")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -99,7 +99,8 @@ func (s *Stack) StopService(name string) error {
 
 // StartService starts a service stopped by StopService again, on its old
 // addresses, and waits until its ops /readyz (and for the gateway the
-// public /readyz) answers 200.
+// public /readyz) answers 200. In process mode that is a new child
+// process, handed fresh listeners on the same addresses.
 func (s *Stack) StartService(ctx context.Context, name string) error {
 	s.ctl.mu.Lock()
 	m, ok := s.ctl.services[name]
@@ -129,7 +130,15 @@ func (s *Stack) StartService(ctx context.Context, name string) error {
 		s.ctl.mu.Unlock()
 	}
 	s.goManaged(m)
-	return s.waitServiceReady(ctx, name, 60*time.Second)
+	if err := s.waitServiceReady(ctx, name, 60*time.Second); err != nil {
+		return err
+	}
+	// In process mode the service has a new process id; pids.json is
+	// what tools read to find it.
+	if len(s.PIDs()) > 0 {
+		return s.writePIDs()
+	}
+	return nil
 }
 
 // RestartService is StopService followed by StartService.
