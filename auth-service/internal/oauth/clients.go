@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"gorm.io/gorm"
@@ -138,6 +139,16 @@ func basicAuth(h string) (id, secret string, ok bool, err error) {
 	}
 	if secret, err = url.QueryUnescape(p); err != nil {
 		return "", "", false, err
+	}
+	// The form decoding above can produce any bytes ("%00", "%ff"): hold
+	// the id and secret to the rules every form parameter meets
+	// (ParseValues). Unchecked, an id that is not valid UTF-8 or holds a
+	// NUL reached the client lookup, where PostgreSQL refuses it as a
+	// query parameter and the client got a 500 instead of invalid_client.
+	for _, v := range []string{id, secret} {
+		if len(v) > maxParamBytes || !utf8.ValidString(v) || hasControl(v) {
+			return "", "", false, errors.New("credentials are not valid text")
+		}
 	}
 	return id, secret, id != "", nil
 }

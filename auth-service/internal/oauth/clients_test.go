@@ -1,0 +1,49 @@
+package oauth
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/rampart-go/rampart/shared/dbx/dbxtest"
+	"github.com/rampart-go/rampart/shared/secevent"
+)
+
+// TestMalformedBasicCredentialsAreRefused: a client_secret_basic id or
+// secret that is not valid text (a NUL, invalid UTF-8, once form-decoded)
+// is malformed credentials: 401 invalid_client and one
+// auth.client.failed/bad_secret, never a database error. PostgreSQL
+// refuses such a string as a query parameter, which made it a 500.
+func TestMalformedBasicCredentialsAreRefused(t *testing.T) {
+	dbxtest.Each(t, testMalformedBasicCredentialsAreRefused)
+}
+
+func testMalformedBasicCredentialsAreRefused(t *testing.T, dbURL string) {
+	f := newExchangeFixtureOn(t, dbURL)
+	for name, cred := range map[string]string{
+		"encoded NUL in the id":      "a%00b:secret",
+		"invalid UTF-8 in the id":    "%ff%fe:secret",
+		"raw NUL in the id":          "x\x00:secret",
+		"control byte in the secret": MachineClientID + ":s%07",
+		"overlong id":                strings.Repeat("a", maxParamBytes+1) + ":secret",
+	} {
+		t.Run(name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/oauth2/token",
+				strings.NewReader(url.Values{"grant_type": {GrantClientCredentials}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(cred)))
+			rec := httptest.NewRecorder()
+			f.engine.ServeHTTP(rec, req)
+			var out map[string]any
+			_ = json.Unmarshal(rec.Body.Bytes(), &out)
+			if rec.Code != http.StatusUnauthorized || out["error"] != "invalid_client" {
+				t.Fatalf("%d %s, want 401 invalid_client", rec.Code, rec.Body)
+			}
+			onlyEvent(t, f.events.take(), secevent.ClientFailed, secevent.ReasonBadSecret)
+		})
+	}
+}
