@@ -349,6 +349,18 @@ func (g *guard) roundTrip(req *http.Request) (*http.Response, error) {
 	if err := bufferBody(req); err != nil {
 		return nil, err
 	}
+	// A body too large to buffer streams from the client while the
+	// upstream reads it. If the client stops part-way (a cut-off chunked
+	// upload, its read deadline), the transport fails with the client's
+	// read error; that is no more the upstream's fault than a short
+	// buffered body is, and counting it would let any anonymous client
+	// open an upstream's circuit for everyone with a few truncated
+	// uploads to a public POST route.
+	var streamed *streamedBody
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		streamed = &streamedBody{rc: req.Body}
+		req.Body = streamed
+	}
 	b := g.o.Breaker
 	if b != nil {
 		if ok, wait := b.Allow(); !ok {
@@ -389,6 +401,8 @@ func (g *guard) roundTrip(req *http.Request) (*http.Response, error) {
 			}
 		case err != nil && reqctx.From(req.Context()).Body.Exceeded():
 			b.Abandon() // an oversize body is not the upstream's fault
+		case err != nil && streamed.failed() != nil:
+			b.Abandon() // nor is a body the client did not deliver
 		case err != nil:
 			b.Done(false)
 		default:
@@ -396,7 +410,44 @@ func (g *guard) roundTrip(req *http.Request) (*http.Response, error) {
 				resp.StatusCode != http.StatusGatewayTimeout)
 		}
 	}
+	if err != nil && !reqctx.From(req.Context()).Body.Exceeded() {
+		if cerr := streamed.failed(); cerr != nil {
+			// Whatever the transport made of it: the answer is the
+			// client's 400, not a 502.
+			return nil, &clientBodyError{err: cerr}
+		}
+	}
 	return resp, err
+}
+
+// streamedBody remembers the error of a failed read of the client's
+// streamed body, so that the outcome can be blamed on the client.
+type streamedBody struct {
+	rc  io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (b *streamedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF && !errors.Is(err, reqctx.ErrBodyTooLarge) {
+		b.mu.Lock()
+		b.err = err
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *streamedBody) Close() error { return b.rc.Close() }
+
+// failed returns the client's read error, if a read failed (nil-safe).
+func (b *streamedBody) failed() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // retryable: only idempotent methods (RFC 9110 §9.2.2), only when the body

@@ -345,3 +345,57 @@ func TestShortBodyIsTheClientsFault(t *testing.T) {
 		t.Fatalf("breaker %v after a client's short body, want closed", st)
 	}
 }
+
+// cutOffBody is a streamed request body whose client goes away part-way:
+// what net/http's server hands the handler when a chunked upload stops
+// before its last chunk (io.ErrUnexpectedEOF) or the read deadline hits.
+type cutOffBody struct {
+	sent bool
+	err  error
+}
+
+func (b *cutOffBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, `{"pad":"`), nil
+	}
+	return 0, b.err
+}
+
+func (b *cutOffBody) Close() error { return nil }
+
+// TestStreamedBodyCutOffIsTheClientsFault: a streamed (chunked) body that
+// the client stops sending part-way is the client's failure, as a short
+// buffered body is: 400, and the upstream's breaker does not count it.
+// Otherwise any anonymous client could open the circuit of the
+// authorization server for everyone with a few truncated uploads to a
+// public POST route.
+func TestStreamedBodyCutOffIsTheClientsFault(t *testing.T) {
+	for _, cause := range []error{io.ErrUnexpectedEOF, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}} {
+		t.Run(cause.Error(), func(t *testing.T) {
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if _, err := io.ReadAll(r.Body); err != nil {
+					w.WriteHeader(http.StatusBadRequest)
+				}
+			}))
+			defer up.Close()
+			u, _ := url.Parse(up.URL)
+			clock := &fakeClock{}
+			b := breaker.New(breaker.Options{Threshold: 1, OpenFor: time.Minute, Now: clock.now})
+			p := New(Options{Name: "svc", Target: u, Transport: up.Client().Transport, Logger: slog.New(slog.DiscardHandler), Breaker: b})
+
+			for range 3 {
+				w := httptest.NewRecorder()
+				r := httptest.NewRequest(http.MethodPost, "http://gw/oauth2/token", nil)
+				r.Body, r.ContentLength = &cutOffBody{err: cause}, -1
+				p.ServeHTTP(w, r)
+				if w.Code != http.StatusBadRequest {
+					t.Fatalf("cut-off streamed body: %d %s, want 400", w.Code, w.Body)
+				}
+			}
+			if st := b.State(); st != breaker.Closed {
+				t.Fatalf("breaker %v after a client's cut-off bodies, want closed", st)
+			}
+		})
+	}
+}
