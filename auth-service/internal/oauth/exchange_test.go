@@ -17,6 +17,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampart-go/rampart/auth-service/internal/account"
@@ -25,6 +26,8 @@ import (
 	"github.com/rampart-go/rampart/auth-service/internal/store"
 	"github.com/rampart-go/rampart/shared/dbx/dbxtest"
 	"github.com/rampart-go/rampart/shared/mtls"
+	"github.com/rampart-go/rampart/shared/natsx"
+	"github.com/rampart-go/rampart/shared/revocation"
 	"github.com/rampart-go/rampart/shared/secevent"
 )
 
@@ -74,6 +77,50 @@ func newExchangeFixtureOn(t *testing.T, dbURL string) *exchangeFixture {
 // newExchangeFixtureWith is newExchangeFixtureOn with cfg (its issuer is set).
 func newExchangeFixtureWith(t *testing.T, dbURL string, cfg Config) *exchangeFixture {
 	t.Helper()
+	return newFixture(t, dbURL, cfg, nil)
+}
+
+// newRevocationFixture is newExchangeFixture with a real revocation list
+// on an embedded NATS server, for tests of what revoking denies.
+func newRevocationFixture(t *testing.T) *exchangeFixture {
+	t.Helper()
+	return newFixture(t, "sqlite://"+t.TempDir()+"/auth.db",
+		Config{Throttle: ThrottleOptions{PerMinute: 1 << 30, Burst: 1 << 30}}, openRevocations(t))
+}
+
+// openRevocations starts an embedded NATS server with the contract's
+// streams and returns a running revocation list on it.
+func openRevocations(t *testing.T) *revocation.List {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	srv, err := natsx.StartEmbedded(natsx.EmbeddedOptions{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := natsx.Connect(ctx, natsx.Options{URL: srv.ClientURL(), Name: "oauth-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsx.EnsureStreams(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	l, err := revocation.Open(ctx, revocation.Options{JS: js, NATS: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Run(ctx)
+	return l
+}
+
+func newFixture(t *testing.T, dbURL string, cfg Config, revs *revocation.List) *exchangeFixture {
+	t.Helper()
 	cfg.Issuer = "https://rampart.test"
 	ctx := context.Background()
 	db := dbxtest.Open(t, dbURL, store.Migrations)
@@ -92,7 +139,7 @@ func newExchangeFixtureWith(t *testing.T, dbURL string, cfg Config) *exchangeFix
 		t.Fatal(err)
 	}
 	f.srv, err = New(cfg,
-		Deps{DB: db, Keys: km, Accounts: account.New(db, hasher, func() {}), Events: f.events,
+		Deps{DB: db, Keys: km, Accounts: account.New(db, hasher, func() {}), Events: f.events, Revocations: revs,
 			Now: func() time.Time { return f.now }, Registerer: f.reg})
 	if err != nil {
 		t.Fatal(err)

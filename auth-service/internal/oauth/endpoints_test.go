@@ -1,0 +1,90 @@
+package oauth
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// post sends form to path, over mTLS as order-service when mtls is set.
+func (f *exchangeFixture) post(t *testing.T, path string, form url.Values, mtls bool) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if mtls {
+		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{f.cert}}
+	}
+	rec := httptest.NewRecorder()
+	f.engine.ServeHTTP(rec, req)
+	var out map[string]any
+	_ = json.Unmarshal(rec.Body.Bytes(), &out)
+	return rec.Code, out
+}
+
+// redeem redeems a fresh code for scope as the demo client and returns
+// the token response.
+func (f *exchangeFixture) redeem(t *testing.T, scope string) map[string]any {
+	t.Helper()
+	code, verifier := f.authCode(t, scope)
+	st, out := f.token(t, url.Values{
+		"grant_type": {GrantCode}, "client_id": {DemoClientID}, "code": {code},
+		"code_verifier": {verifier}, "redirect_uri": {"http://127.0.0.1:53682/callback"},
+	}, false)
+	if st != http.StatusOK {
+		t.Fatalf("code redemption: %d %v", st, out)
+	}
+	return out
+}
+
+// TestRevocationHintIsOnlyAHint: RFC 7009 §2.1 — when the token is not
+// found under token_type_hint the server MUST search its other token
+// types. A refresh token sent with hint access_token is revoked (its
+// family with it), not answered 200 and left alive.
+func TestRevocationHintIsOnlyAHint(t *testing.T) {
+	f := newRevocationFixture(t)
+	for _, hint := range []string{"access_token", "refresh_token", "", "something_else"} {
+		t.Run("refresh token, hint "+hint, func(t *testing.T) {
+			rt := f.redeem(t, "openid offline_access")["refresh_token"].(string)
+			form := url.Values{"client_id": {DemoClientID}, "token": {rt}}
+			if hint != "" {
+				form.Set("token_type_hint", hint)
+			}
+			if st, out := f.post(t, "/oauth2/revoke", form, false); st != http.StatusOK {
+				t.Fatalf("revoke: %d %v", st, out)
+			}
+			st, out := f.token(t, url.Values{"grant_type": {GrantRefresh}, "client_id": {DemoClientID}, "refresh_token": {rt}}, false)
+			if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+				t.Fatalf("refresh after revocation: %d %v, want 400 invalid_grant", st, out)
+			}
+			f.events.take()
+		})
+	}
+}
+
+// TestIntrospectionHintIsOnlyAHint: RFC 7662 §2.1 has the same rule as RFC
+// 7009: a live access token sent with hint refresh_token is active.
+func TestIntrospectionHintIsOnlyAHint(t *testing.T) {
+	f := newExchangeFixture(t)
+	tokens := f.redeem(t, "openid offline_access")
+	for name, c := range map[string]struct{ token, hint string }{
+		"access token, hint refresh_token": {tokens["access_token"].(string), "refresh_token"},
+		"access token, hint access_token":  {tokens["access_token"].(string), "access_token"},
+		"access token, no hint":            {tokens["access_token"].(string), ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			form := url.Values{"client_id": {"order-service"}, "token": {c.token}}
+			if c.hint != "" {
+				form.Set("token_type_hint", c.hint)
+			}
+			st, out := f.post(t, "/oauth2/introspect", form, true)
+			if st != http.StatusOK || out["active"] != true {
+				t.Fatalf("introspect: %d %v, want active", st, out)
+			}
+		})
+	}
+}
