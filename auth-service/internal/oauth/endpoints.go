@@ -314,7 +314,8 @@ func (s *Server) idTokenAudience(raw string) (string, secevent.Reason) {
 
 // RevokeSubject revokes every token of an account: all refresh-token
 // families, and (through the revocation list's not-before time) every
-// access token issued so far, everywhere.
+// access token issued so far, everywhere; its sessions and unredeemed
+// authorization codes end with them.
 func (s *Server) RevokeSubject(ctx context.Context, subject, reason string) error {
 	now := s.now()
 	if err := s.revs.RevokeSubject(ctx, subject, now); err != nil {
@@ -325,6 +326,12 @@ func (s *Server) RevokeSubject(ctx context.Context, subject, reason string) erro
 		Updates(map[string]any{"revoked_at": now.UTC(), "revoke_reason": reason}).Error
 	if err == nil {
 		err = s.db.WithContext(ctx).Where("account_id = ?", subject).Delete(&store.Session{}).Error
+	}
+	if err == nil {
+		// Codes not yet redeemed go too: a code issued just before the
+		// revocation and redeemed after it would mint tokens issued after
+		// the not-before time, which every verifier honours.
+		err = s.db.WithContext(ctx).Where("account_id = ? AND used_at IS NULL", subject).Delete(&store.AuthCode{}).Error
 	}
 	return err
 }

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -9,6 +10,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/rampart-go/rampart/auth-service/internal/store"
+	"github.com/rampart-go/rampart/shared/secevent"
 )
 
 // post sends form to path, over mTLS as order-service when mtls is set.
@@ -86,5 +90,55 @@ func TestIntrospectionHintIsOnlyAHint(t *testing.T) {
 				t.Fatalf("introspect: %d %v, want active", st, out)
 			}
 		})
+	}
+}
+
+// TestRevokeSubjectBurnsOutstandingCodes: revoking every token of a
+// subject (admin revoke, role change, disable, erasure) also ends the
+// authorization codes not yet redeemed. A code issued a moment before
+// the revocation and redeemed after it would otherwise mint fresh tokens,
+// issued after the not-before time and so honoured everywhere.
+func TestRevokeSubjectBurnsOutstandingCodes(t *testing.T) {
+	f := newRevocationFixture(t)
+	code, verifier := f.authCode(t, "openid offline_access")
+	var row store.AuthCode
+	if err := f.srv.db.Where("code_hash = ?", hash(code)).Take(&row).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.RevokeSubject(context.Background(), row.AccountID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	st, out := f.token(t, url.Values{
+		"grant_type": {GrantCode}, "client_id": {DemoClientID}, "code": {code},
+		"code_verifier": {verifier}, "redirect_uri": {"http://127.0.0.1:53682/callback"},
+	}, false)
+	if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+		t.Fatalf("code issued before the revocation: %d %v, want 400 invalid_grant", st, out)
+	}
+	onlyEvent(t, f.events.take(), secevent.GrantInvalid, secevent.ReasonCodeInvalid)
+}
+
+// TestCodeScopeFollowsTheCurrentRoles: the scope of a code redemption is
+// narrowed to what the user's roles allow at redemption, as a refresh's
+// is: an ADMIN demoted between the code and its redemption gets no admin
+// scope.
+func TestCodeScopeFollowsTheCurrentRoles(t *testing.T) {
+	f := newExchangeFixture(t)
+	code, verifier := f.authCode(t, "openid admin")
+	var row store.AuthCode
+	if err := f.srv.db.Where("code_hash = ?", hash(code)).Take(&row).Error; err != nil {
+		t.Fatal(err)
+	}
+	// The code says admin, as it would have for an ADMIN; the account is
+	// a USER now.
+	st, out := f.token(t, url.Values{
+		"grant_type": {GrantCode}, "client_id": {DemoClientID}, "code": {code},
+		"code_verifier": {verifier}, "redirect_uri": {"http://127.0.0.1:53682/callback"},
+	}, false)
+	if st != http.StatusOK {
+		t.Fatalf("redemption: %d %v", st, out)
+	}
+	if out["scope"] != "openid" {
+		t.Fatalf("scope %q, want openid (admin is not the USER's to hold)", out["scope"])
 	}
 }

@@ -151,10 +151,13 @@ func (s *Server) codeGrant(c *gin.Context, cl *client, p Params) (*tokenResponse
 	if acct == nil || acct.Disabled {
 		return fail(secevent.ReasonCodeInvalid, "the account can no longer sign in")
 	}
-	scope := strings.Fields(row.Scope)
+	// The code's scope was narrowed to the user's roles when it was
+	// issued; narrow it again to the roles they hold now, as a refresh
+	// does, so a role lost since then is not granted for one more grant.
+	scope := account.GrantableScopes(acct.RoleList(), strings.Fields(row.Scope))
 	fam := &store.TokenFamily{
 		ID: uuid.NewString(), AccountID: acct.ID, ClientID: cl.ID, SessionIDHash: row.SessionIDHash,
-		Scope: row.Scope, AuthTime: row.AuthTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshMaxTTL),
+		Scope: joinScopes(scope), AuthTime: row.AuthTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshMaxTTL),
 	}
 	var resp *tokenResponse
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
