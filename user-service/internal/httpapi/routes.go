@@ -146,9 +146,10 @@ func (h handlers) get(c *gin.Context) {
 	h.respond(c, id)
 }
 
-// erase is DELETE /users/{id}: the owner or an ADMIN starts the erasure
-// saga. A MANAGER, who may see the profile, is told 403; anyone who may
-// not even see it is told 404.
+// erase is DELETE /users/{id}: the owner, or an ADMIN with the admin
+// scope, starts the erasure saga. Staff who may see the profile are told
+// 403 (role for a MANAGER, scope for an ADMIN token without admin); anyone
+// who may not even see it is told 404.
 func (h handlers) erase(c *gin.Context) {
 	id, ok := h.objectID(c)
 	if !ok {
@@ -157,7 +158,7 @@ func (h handlers) erase(c *gin.Context) {
 	claims := authn.Claims(c)
 	if !profile.CanErase(claims, id) {
 		if profile.CanView(claims, id) {
-			authn.Deny(c, h.Events, secevent.ReasonRole)
+			authn.Deny(c, h.Events, secevent.Reason(policy.Check(claims, profile.EraseOthers).Reason))
 		} else {
 			authn.Deny(c, h.Events, secevent.ReasonOwnership)
 		}

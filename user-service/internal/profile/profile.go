@@ -110,10 +110,18 @@ func CanView(c *tokens.Claims, id string) bool {
 	return c != nil && (c.Subject == id || c.HasRole(policy.RoleManager) || c.HasRole(policy.RoleAdmin))
 }
 
+// EraseOthers is what erasing someone else's profile takes: role ADMIN and
+// scope admin. It also disables the account and revokes its tokens, so it is
+// an admin function like those of the admin API, whose rule this is (CONTRACT
+// §2: admin routes need both). users:write alone is what any client an admin
+// signed in to for everyday use may hold, and must not destroy other users.
+var EraseOthers = policy.Rule{AnyRole: []string{policy.RoleAdmin}, AllScopes: []string{"admin"}}
+
 // CanErase reports whether the token's holder may erase profile id: its
-// owner or an ADMIN. A MANAGER may read profiles but not destroy them.
+// owner, or an ADMIN whose token carries the admin scope (EraseOthers). A
+// MANAGER may read profiles but not destroy them.
 func CanErase(c *tokens.Claims, id string) bool {
-	return c != nil && (c.Subject == id || c.HasRole(policy.RoleAdmin))
+	return c != nil && (c.Subject == id || policy.Check(c, EraseOthers).Allowed)
 }
 
 // CanList reports whether the holder may list every profile.

@@ -66,6 +66,7 @@ func TestPatchApplyTrims(t *testing.T) {
 func TestObjectRules(t *testing.T) {
 	me, other := uuid.NewString(), uuid.NewString()
 	claims := func(roles ...string) *tokens.Claims { return &tokens.Claims{Subject: me, Roles: roles} }
+	withAdminScope := func(c *tokens.Claims) *tokens.Claims { c.Scopes = []string{"admin"}; return c }
 	cases := []struct {
 		name                 string
 		c                    *tokens.Claims
@@ -76,7 +77,9 @@ func TestObjectRules(t *testing.T) {
 		{"user, other", claims("USER"), other, false, false, false},
 		{"manager, own", claims("MANAGER"), me, true, true, true},
 		{"manager, other", claims("MANAGER"), other, true, false, true},
-		{"admin, other", claims("ADMIN"), other, true, true, true},
+		{"admin, other", withAdminScope(claims("ADMIN")), other, true, true, true},
+		{"admin without the admin scope, other", claims("ADMIN"), other, true, false, true},
+		{"manager with the admin scope, other", withAdminScope(claims("MANAGER")), other, true, false, true},
 		{"lower-case role is no role", claims("admin"), other, false, false, false},
 		{"no token", nil, me, false, false, false},
 	}
