@@ -112,7 +112,13 @@ func (h handlers) create(c *gin.Context) {
 		server.Fail(c, problem.New(problem.Unprocessable, "this account has no customer profile"))
 		return
 	case errors.Is(err, userclient.ErrRefused):
-		server.Fail(c, problem.New(problem.Unauthenticated, "the access token is no longer valid"))
+		// Revoked since we verified it: a rejected token like any other,
+		// so the same 401 as authn.Middleware's (CONTRACT §2: the header
+		// that makes clients refresh, the body that tells nothing of why).
+		// Its one token.rejected event is auth-service's, which refused
+		// the exchange.
+		c.Header("WWW-Authenticate", `Bearer realm="`+authn.Realm+`", error="invalid_token"`)
+		server.Fail(c, problem.New(problem.Unauthenticated, "the access token is invalid"))
 		return
 	case err != nil:
 		server.Fail(c, err)
