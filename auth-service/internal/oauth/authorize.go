@@ -107,6 +107,9 @@ func (s *Server) authorize(c *gin.Context) {
 	scopes := strings.Fields(p.Get("scope"))
 	for _, sc := range scopes {
 		if !slices.Contains(kl.scopes(), sc) {
+			// A scope beyond the registration is an escalation attempt,
+			// recorded as the token endpoint records one.
+			s.emit(c, secevent.GrantInvalid, secevent.ReasonScope, "", cl.ID)
 			fail("invalid_scope", "the client may not request scope "+sc)
 			return
 		}

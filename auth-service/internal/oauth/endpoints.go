@@ -88,6 +88,9 @@ func (s *Server) introspect(c *gin.Context) {
 		return
 	}
 	if cl.Type == store.ClientPublic {
+		// A client using an endpoint it may not use is probing, as one
+		// using a grant it is not registered for is (token).
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonClientMismatch, "", cl.ID)
 		writeError(c, errInvalidClient("public clients may not introspect"))
 		return
 	}

@@ -233,6 +233,8 @@ func (s *Server) refreshGrant(c *gin.Context, cl *client, p Params) (*tokenRespo
 		return nil, errServer()
 	}
 	if acct == nil || acct.Disabled {
+		// As for a code of a disabled account: one auth.grant.invalid.
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonCodeInvalid, fam.AccountID, cl.ID)
 		s.revokeFamily(ctx, fam.ID, "disabled")
 		return nil, errInvalidGrant("the account can no longer sign in")
 	}
@@ -242,6 +244,9 @@ func (s *Server) refreshGrant(c *gin.Context, cl *client, p Params) (*tokenRespo
 	if asked := strings.Fields(p.Get("scope")); len(asked) > 0 {
 		for _, sc := range asked {
 			if !slices.Contains(scope, sc) {
+				// Asking for more than was granted is an escalation
+				// attempt, recorded as the token exchange records one.
+				s.emit(c, secevent.GrantInvalid, secevent.ReasonScope, fam.AccountID, cl.ID)
 				return nil, errInvalidScope("scope " + sc + " was not granted originally")
 			}
 		}
@@ -267,6 +272,9 @@ func (s *Server) refreshGrant(c *gin.Context, cl *client, p Params) (*tokenRespo
 func (s *Server) clientCredentials(c *gin.Context, cl *client, p Params) (*tokenResponse, *oauthError) {
 	scope, oerr := requestedScopes(cl, p.Get("scope"))
 	if oerr != nil {
+		// A scope beyond the registration is an escalation attempt, as
+		// an audience beyond it is (audienceFor).
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonScope, "", cl.ID)
 		return nil, oerr
 	}
 	aud, oerr := s.audienceFor(c, cl, p.Get("audience"))
