@@ -214,6 +214,30 @@ func (s *Server) refreshGrant(c *gin.Context, cl *client, p Params) (*tokenRespo
 		s.emit(c, secevent.GrantInvalid, secevent.ReasonCodeInvalid, fam.AccountID, cl.ID)
 		return nil, errInvalidGrant("the refresh token was revoked")
 	}
+	// A refresh may narrow the scope, never widen it (RFC 6749 §6).
+	scope := strings.Fields(fam.Scope)
+	widened := ""
+	if asked := strings.Fields(p.Get("scope")); len(asked) > 0 {
+		for _, sc := range asked {
+			if !slices.Contains(scope, sc) && widened == "" {
+				widened = sc
+			}
+		}
+		scope = asked
+	}
+	refuseScope := func() (*tokenResponse, *oauthError) {
+		// Asking for more than was granted is an escalation attempt,
+		// recorded as the token exchange records one.
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonScope, fam.AccountID, cl.ID)
+		return nil, errInvalidScope("scope " + widened + " was not granted originally")
+	}
+	// Refused before the token is spent: a client's bad request must
+	// leave it its token, or its retry would count as reuse and revoke
+	// the family. A token already rotated goes on to reuse detection
+	// whatever the scope, so a thief cannot dodge it with a bad scope.
+	if widened != "" && rt.UsedAt == nil {
+		return refuseScope()
+	}
 	res := s.db.WithContext(ctx).Model(&store.RefreshToken{}).
 		Where("token_hash = ? AND used_at IS NULL", rt.TokenHash).Update("used_at", now)
 	if res.Error != nil {
@@ -223,6 +247,9 @@ func (s *Server) refreshGrant(c *gin.Context, cl *client, p Params) (*tokenRespo
 		s.emit(c, secevent.RefreshReused, secevent.ReasonNone, fam.AccountID, cl.ID)
 		s.revokeFamily(ctx, fam.ID, "refresh_reused")
 		return nil, errInvalidGrant("the refresh token was already used")
+	}
+	if widened != "" {
+		return refuseScope() // rotated between our read and the claim
 	}
 	if now.After(rt.ExpiresAt) || now.After(fam.ExpiresAt) {
 		s.emit(c, secevent.GrantInvalid, secevent.ReasonGrantExpired, fam.AccountID, cl.ID)
@@ -238,20 +265,7 @@ func (s *Server) refreshGrant(c *gin.Context, cl *client, p Params) (*tokenRespo
 		s.revokeFamily(ctx, fam.ID, "disabled")
 		return nil, errInvalidGrant("the account can no longer sign in")
 	}
-	// A refresh may narrow the scope, never widen it (RFC 6749 §6), and
-	// the user's current roles apply: a demoted admin loses admin now.
-	scope := strings.Fields(fam.Scope)
-	if asked := strings.Fields(p.Get("scope")); len(asked) > 0 {
-		for _, sc := range asked {
-			if !slices.Contains(scope, sc) {
-				// Asking for more than was granted is an escalation
-				// attempt, recorded as the token exchange records one.
-				s.emit(c, secevent.GrantInvalid, secevent.ReasonScope, fam.AccountID, cl.ID)
-				return nil, errInvalidScope("scope " + sc + " was not granted originally")
-			}
-		}
-		scope = asked
-	}
+	// The user's current roles apply: a demoted admin loses admin now.
 	scope = account.GrantableScopes(acct.RoleList(), scope)
 	var resp *tokenResponse
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {

@@ -97,3 +97,43 @@ func str(v any) string {
 	s, _ := v.(string)
 	return s
 }
+
+// TestRefusedRefreshScopeKeepsTheToken: a refresh refused for asking a
+// scope that was never granted is a client error decided before the
+// token is spent. Spending it left the client without a refresh token,
+// and its retry with the same token counted as reuse and revoked the
+// family.
+func TestRefusedRefreshScopeKeepsTheToken(t *testing.T) {
+	f := newRevocationFixture(t)
+	rt := f.redeem(t, "openid offline_access")["refresh_token"].(string)
+	st, out := f.token(t, url.Values{"grant_type": {GrantRefresh}, "client_id": {DemoClientID},
+		"refresh_token": {rt}, "scope": {"openid offline_access admin"}}, false)
+	if st != http.StatusBadRequest || out["error"] != "invalid_scope" {
+		t.Fatalf("widening: %d %v, want 400 invalid_scope", st, out)
+	}
+	f.events.take()
+	st, out = f.token(t, url.Values{"grant_type": {GrantRefresh}, "client_id": {DemoClientID}, "refresh_token": {rt}}, false)
+	if st != http.StatusOK {
+		t.Fatalf("retry without the bad scope: %d %v, want 200", st, out)
+	}
+	if evs := f.events.take(); len(evs) != 0 {
+		t.Fatalf("retry emitted %+v", evs)
+	}
+}
+
+// TestRotatedRefreshWithABadScopeIsStillReuse: presenting a token that was
+// already rotated is reuse whatever else the request gets wrong; a bad
+// scope does not let it past reuse detection.
+func TestRotatedRefreshWithABadScopeIsStillReuse(t *testing.T) {
+	f := newRevocationFixture(t)
+	rt := f.redeem(t, "openid offline_access")["refresh_token"].(string)
+	if st, out := f.token(t, url.Values{"grant_type": {GrantRefresh}, "client_id": {DemoClientID}, "refresh_token": {rt}}, false); st != http.StatusOK {
+		t.Fatalf("rotation: %d %v", st, out)
+	}
+	st, out := f.token(t, url.Values{"grant_type": {GrantRefresh}, "client_id": {DemoClientID},
+		"refresh_token": {rt}, "scope": {"admin"}}, false)
+	if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+		t.Fatalf("reuse with a bad scope: %d %v, want 400 invalid_grant", st, out)
+	}
+	onlyEvent(t, f.events.take(), secevent.RefreshReused, secevent.ReasonNone)
+}
