@@ -50,7 +50,7 @@ var (
 // good, errors are shown to the user and never redirected: redirecting to
 // an unvalidated URI would make us an open redirector (RFC 9700 §4.11).
 func (s *Server) authorize(c *gin.Context) {
-	p, err := ParseValues(c.Request.URL.Query())
+	p, err := ParseQuery(c.Request)
 	if err != nil {
 		s.errorPage(c, http.StatusBadRequest, "The sign-in request is malformed: "+err.Error()+".")
 		return
@@ -156,7 +156,7 @@ type loginForm struct {
 
 // loginPage is GET /login: the form for a pending authorization request.
 func (s *Server) loginPage(c *gin.Context) {
-	p, err := ParseValues(c.Request.URL.Query())
+	p, err := ParseQuery(c.Request)
 	if err != nil || p.Get("request") == "" {
 		s.errorPage(c, http.StatusBadRequest, "Start signing in from the application you want to use.")
 		return

@@ -199,7 +199,7 @@ func (s *Server) userinfo(c *gin.Context) {
 // session still ends, since the user asked to sign out — with a 400 page,
 // no redirect, and one security event.
 func (s *Server) logout(c *gin.Context) {
-	p, err := ParseValues(c.Request.URL.Query())
+	p, err := ParseQuery(c.Request)
 	if err != nil {
 		s.errorPage(c, http.StatusBadRequest, "The sign-out request is malformed.")
 		return

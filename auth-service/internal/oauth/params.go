@@ -57,6 +57,18 @@ func ParseValues(v url.Values) (Params, error) {
 	return p, nil
 }
 
+// ParseQuery parses r's query string like ParseValues. It parses the raw
+// query itself: url.URL.Query drops the pairs it cannot parse (a ";"
+// separator, a bad escape) without a word, so "state=a;b" would arrive as
+// no state and a repeated parameter could hide behind a malformed pair.
+func ParseQuery(r *http.Request) (Params, error) {
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, errParams("the query string is not valid form encoding")
+	}
+	return ParseValues(v)
+}
+
 // ParseForm reads a POST body that must be application/x-www-form-urlencoded
 // (RFC 6749 §3.2), bounded in size, and checks it like ParseValues. Query
 // parameters on a POST to the token endpoint are refused rather than merged.
