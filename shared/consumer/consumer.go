@@ -68,7 +68,9 @@ type Options struct {
 	// Handle applies an event (required).
 	Handle Handler
 	// MaxDeliver bounds redeliveries of a failing event; default 20. The
-	// back-off grows from one second to a minute.
+	// back-off grows from one second to a minute, so the default gives up
+	// after about a quarter of an hour; that last failure is counted as
+	// outcome "exhausted" and logged as an error (the event is lost).
 	MaxDeliver int
 	// AckWait is how long a handler may take before JetStream redelivers;
 	// default 30s.
@@ -95,6 +97,10 @@ const (
 	outcomeRetry     = "retry"
 	outcomeTerm      = "terminated"
 	outcomeMalformed = "malformed"
+	// outcomeExhausted: the last allowed delivery failed too; JetStream
+	// will not deliver the event again, so it is lost unless an operator
+	// acts (for user.deleted: an erasure not applied).
+	outcomeExhausted = "exhausted"
 )
 
 // New creates (or updates) the durable consumer. It does not start
@@ -123,7 +129,7 @@ func New(ctx context.Context, o Options) (*Consumer, error) {
 	}
 	c := &Consumer{o: o, handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "rampart_consumer_events_total",
-		Help:        "Domain events handled by a durable consumer, by outcome (ok, retry, terminated, malformed).",
+		Help:        "Domain events handled by a durable consumer, by outcome (ok, retry, terminated, malformed, exhausted: failed on its last allowed delivery and dropped).",
 		ConstLabels: prometheus.Labels{"consumer": o.Name},
 	}, []string{"outcome"})}
 	if o.Registerer != nil {
@@ -199,6 +205,15 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		log.Error("event terminated", slog.Any("error", err))
 		c.handled.WithLabelValues(outcomeTerm).Inc()
 		_ = msg.Term()
+	case lastDelivery(msg, c.o.MaxDeliver):
+		// JetStream stops here (MaxDeliver): logging "will retry" and
+		// counting a retry would hide that the event is now lost. Say so
+		// where an alert can see it, and terminate it explicitly.
+		span.SetStatus(codes.Error, "exhausted")
+		span.RecordError(err)
+		log.Error("event abandoned: every delivery failed", slog.Any("error", err), slog.Int("deliveries", c.o.MaxDeliver))
+		c.handled.WithLabelValues(outcomeExhausted).Inc()
+		_ = msg.Term()
 	default:
 		span.SetStatus(codes.Error, "retry")
 		span.RecordError(err)
@@ -207,6 +222,13 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		c.handled.WithLabelValues(outcomeRetry).Inc()
 		_ = msg.NakWithDelay(delay)
 	}
+}
+
+// lastDelivery reports whether msg is on its last delivery: JetStream will
+// not redeliver it after this one. max < 1 is unlimited.
+func lastDelivery(msg jetstream.Msg, max int) bool {
+	md, err := msg.Metadata()
+	return err == nil && max > 0 && md.NumDelivered >= uint64(max)
 }
 
 // backoff doubles from one second per delivery, capped at a minute.

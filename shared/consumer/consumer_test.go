@@ -234,3 +234,41 @@ func TestBackoffAndPermanent(t *testing.T) {
 		t.Fatal("New accepted empty options")
 	}
 }
+
+// TestExhaustedEventIsNotSilentlyDropped: an event that keeps failing with
+// a transient error is delivered MaxDeliver times and then never again.
+// That last failure is the event lost — for user.deleted, an erasure not
+// applied — so it must be told apart from a retry: its own outcome and an
+// error log, not "will retry".
+func TestExhaustedEventIsNotSilentlyDropped(t *testing.T) {
+	js := jetStream(t)
+	ctx := t.Context()
+	subject := natsx.SubjectEventsPrefix + "tally.added." + uuid.NewString()[:8]
+	var calls atomic.Int32
+	reg := prometheus.NewRegistry()
+	c, err := New(ctx, Options{
+		JS: js, Name: "test-" + uuid.NewString()[:8], Subjects: []string{subject}, MaxDeliver: 2, Registerer: reg,
+		Handle: func(context.Context, natsx.Event) error {
+			calls.Add(1)
+			return errors.New("database unreachable")
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { c.Run(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "consumer ready", c.Ready)
+
+	ev, _ := natsx.NewEvent(ctx, "test", "tally.added", "k", map[string]bool{})
+	publish(t, js, subject, ev)
+	waitFor(t, "two deliveries", func() bool { return calls.Load() == 2 })
+	waitFor(t, "the last failure counted", func() bool {
+		return handled(t, reg, outcomeRetry)+handled(t, reg, outcomeExhausted) == 2
+	})
+	if r, x := handled(t, reg, outcomeRetry), handled(t, reg, outcomeExhausted); r != 1 || x != 1 {
+		t.Fatalf("outcomes retry=%v exhausted=%v, want 1 and 1", r, x)
+	}
+}
