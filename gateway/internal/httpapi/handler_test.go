@@ -208,3 +208,38 @@ func TestKeepAliveFramingStaysInStep(t *testing.T) {
 		t.Fatalf("clean pipelined requests produced events %v", evs)
 	}
 }
+
+// TestFramingKeepsJudgingAfterPaddedLengths: net/http reads a chunk size
+// of up to 16 hex digits and a Content-Length of any number of digits below
+// 2^63, leading zeros included. The framing check must follow those bodies
+// too: if it gives up on them, every later request on the connection
+// (here a Content-Length + Transfer-Encoding head) goes unjudged.
+func TestFramingKeepsJudgingAfterPaddedLengths(t *testing.T) {
+	smuggling := "POST /api/v1/auth/register HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+	tests := []struct{ name, first string }{
+		{"16-digit chunk size", "POST /api/v1/auth/register HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"0000000000000002\r\n{}\r\n0\r\n\r\n"},
+		// A body that looks like the end of a head: read as one, it would
+		// also shift every later verdict onto the wrong request.
+		{"20-digit Content-Length", "POST /api/v1/auth/register HTTP/1.1\r\nHost: gw\r\nContent-Length: 00000000000000000006\r\n\r\n{}\r\n\r\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t)
+			conn := dial(t, g.addr)
+			if _, err := io.WriteString(conn, tc.first+smuggling); err != nil {
+				t.Fatal(err)
+			}
+			if resp := readResponse(t, conn); resp.StatusCode != 200 {
+				t.Fatalf("padded but valid request: status %d, want 200", resp.StatusCode)
+			}
+			<-g.seen
+			if resp := readResponse(t, conn); resp.StatusCode != 400 || !resp.Close {
+				t.Fatalf("CL+TE after it: status %d close %v, want 400 and close", resp.StatusCode, resp.Close)
+			}
+			if evs := g.events.all(); len(evs) != 1 || evs[0].Reason != "smuggling" {
+				t.Fatalf("events %v, want one request.rejected/smuggling", evs)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package hygiene
 import (
 	"bytes"
 	"context"
+	"math"
 	"net"
 	"sync"
 )
@@ -178,19 +179,25 @@ func (f *Framing) endChunkLine() {
 	}
 }
 
+// parseHex reads a chunk size as net/http does: up to 16 hex digits,
+// leading zeros included. Stricter than net/http, Framing would stop
+// following the stream at a size net/http reads (a zero-padded
+// "0000000000000005"), and every later request on the connection would go
+// unjudged. A size beyond int64 is held at MaxInt64: no client sends that
+// many bytes, so the stream never leaves the chunk, as for net/http.
 func parseHex(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 15 {
+	if len(b) == 0 || len(b) > 16 {
 		return 0, false
 	}
-	var n int64
+	var n uint64
 	for _, c := range b {
 		d, ok := unhex(c)
 		if !ok {
 			return 0, false
 		}
-		n = n<<4 | int64(d)
+		n = n<<4 | uint64(d)
 	}
-	return n, true
+	return int64(min(n, math.MaxInt64)), true
 }
 
 // judgeHead looks at one complete head (request line, fields, empty line)
@@ -252,8 +259,13 @@ func judgeHead(h []byte) (verdict int, chunked bool, length int64) {
 	return FrameOK, false, 0
 }
 
+// parseDecimal reads a Content-Length as net/http does
+// (strconv.ParseUint(s, 10, 63)): any number of digits, leading zeros
+// included, up to MaxInt64. Refusing a padded length that net/http reads
+// would make Framing take the body for the next head, judge it, and pin
+// every later verdict on the wrong request.
 func parseDecimal(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
+	if len(b) == 0 {
 		return 0, false
 	}
 	var n int64
@@ -261,7 +273,11 @@ func parseDecimal(b []byte) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(c-'0')
+		d := int64(c - '0')
+		if n > (math.MaxInt64-d)/10 {
+			return 0, false // net/http refuses it too
+		}
+		n = n*10 + d
 	}
 	return n, true
 }

@@ -137,6 +137,8 @@ func TestFramingVerdicts(t *testing.T) {
 		{"TE list", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", []int{FrameBadTE}},
 		{"two TE fields", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", []int{FrameBadTE}},
 		{"sized body then request", "POST / HTTP/1.1\r\nContent-Length: 14\r\n\r\nX: 1\r\nY: 2\r\n\r\nGET / HTTP/1.1\r\n\r\n", []int{FrameOK, FrameOK}},
+		{"16-digit chunk size then request", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0000000000000002\r\nab\r\n0\r\n\r\nGET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", []int{FrameOK, FrameObsFold}},
+		{"20-digit Content-Length then request", "POST / HTTP/1.1\r\nContent-Length: 00000000000000000004\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", []int{FrameOK, FrameObsFold}},
 		{"chunked body with extension and trailer then request", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\na\r\n\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", []int{FrameOK, FrameObsFold}},
 	}
 	for _, tc := range tests {
