@@ -84,8 +84,13 @@ func newExchangeFixtureWith(t *testing.T, dbURL string, cfg Config) *exchangeFix
 // on an embedded NATS server, for tests of what revoking denies.
 func newRevocationFixture(t *testing.T) *exchangeFixture {
 	t.Helper()
-	return newFixture(t, "sqlite://"+t.TempDir()+"/auth.db",
-		Config{Throttle: ThrottleOptions{PerMinute: 1 << 30, Burst: 1 << 30}}, openRevocations(t))
+	return newRevocationFixtureOn(t, "sqlite://"+t.TempDir()+"/auth.db")
+}
+
+// newRevocationFixtureOn is newRevocationFixture on the database at dbURL.
+func newRevocationFixtureOn(t *testing.T, dbURL string) *exchangeFixture {
+	t.Helper()
+	return newFixture(t, dbURL, Config{Throttle: ThrottleOptions{PerMinute: 1 << 30, Burst: 1 << 30}}, openRevocations(t))
 }
 
 // openRevocations starts an embedded NATS server with the contract's

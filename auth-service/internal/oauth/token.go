@@ -269,15 +269,49 @@ func (s *Server) refreshGrant(c *gin.Context, cl *client, p Params) (*tokenRespo
 	scope = account.GrantableScopes(acct.RoleList(), scope)
 	var resp *tokenResponse
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := lockLiveFamily(tx, fam.ID); err != nil {
+			return err
+		}
 		var err error
 		resp, err = s.userTokens(ctx, tx, cl, acct, &fam, "", scope, true)
 		return err
 	})
+	if errors.Is(err, errFamilyRevoked) {
+		// Revoked since we read it: by a concurrent use of this same
+		// token (reuse), a logout or an admin.
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonCodeInvalid, fam.AccountID, cl.ID)
+		return nil, errInvalidGrant("the refresh token was revoked")
+	}
 	if err != nil {
 		s.log.Error("refresh grant", "error", err)
 		return nil, errServer()
 	}
 	return resp, nil
+}
+
+// errFamilyRevoked is lockLiveFamily's answer for a revoked family.
+var errFamilyRevoked = errors.New("token family revoked")
+
+// lockLiveFamily takes the write lock on a family's row inside tx, or
+// returns errFamilyRevoked when it has been revoked. Issuing into a family
+// must start with it: revokeFamily marks the row and then lists the
+// family's access tokens to deny them, so without the lock a refresh that
+// read the family before a concurrent revocation (a thief's reuse of the
+// same token, racing the client) recorded its new access token after that
+// list was taken, and the token lived out its ten minutes. With it, the
+// revocation either waits for this transaction and then finds its token
+// (PostgreSQL re-checks the row after the lock; SQLite has one writer),
+// or commits first and this finds the family revoked.
+func lockLiveFamily(tx *gorm.DB, familyID string) error {
+	res := tx.Model(&store.TokenFamily{}).Where("id = ? AND revoked_at IS NULL", familyID).
+		Update("revoked_at", gorm.Expr("revoked_at"))
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return errFamilyRevoked
+	}
+	return nil
 }
 
 // clientCredentials issues a token to the client itself (RFC 6749 §4.4).
