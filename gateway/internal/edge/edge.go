@@ -46,7 +46,12 @@ func NewServer(o ServerOptions) *http.Server {
 		IdleTimeout:       o.IdleTimeout,
 		MaxHeaderBytes:    o.MaxHeaderBytes,
 		ConnContext:       hygiene.ConnContext,
-		ErrorLog:          slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+		// net/http would answer "OPTIONS *" itself without calling the
+		// handler, leaving its framing verdict in the connection's queue
+		// for the next request to take in place of its own (a CL+TE
+		// request after it passed as clean). The handler refuses it.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 		HTTP2: &http.HTTP2Config{
 			// Bounded per connection, as nginx and Envoy do by default.
 			MaxConcurrentStreams: 128,

@@ -243,3 +243,40 @@ func TestFramingKeepsJudgingAfterPaddedLengths(t *testing.T) {
 		})
 	}
 }
+
+// TestOptionsAsteriskMeetsTheHandler: net/http answers "OPTIONS *" itself
+// unless told not to, without calling the handler, so the framing verdict
+// queued for it was never taken and the next request on the connection
+// took it instead of its own: a CL+TE request after "OPTIONS *" went
+// through as clean. The edge passes it to the handler, which refuses it
+// (not origin form) with one event like any other bad target.
+func TestOptionsAsteriskMeetsTheHandler(t *testing.T) {
+	g := newGateway(t)
+	g.expectRefusal(t, refusal{400, secevent.RequestRejected, "bad_path"}, func() *http.Response {
+		return g.raw(t, "OPTIONS * HTTP/1.1\r\nHost: gw\r\n\r\n")
+	})
+	g.drainSeen()
+
+	conn := dial(t, g.addr)
+	smuggling := "POST /api/v1/auth/register HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+	if _, err := io.WriteString(conn, "OPTIONS * HTTP/1.1\r\nHost: gw\r\n\r\n"+smuggling); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		resp := readResponse(t, conn)
+		if resp.Close || i == 1 {
+			if resp.StatusCode != 400 || i == 1 && !resp.Close {
+				t.Fatalf("response %d: status %d close %v, want 400 (and the connection closed before the smuggled request)", i+1, resp.StatusCode, resp.Close)
+			}
+			break
+		}
+		if resp.StatusCode != 400 {
+			t.Fatalf("OPTIONS *: status %d, want 400", resp.StatusCode)
+		}
+	}
+	select {
+	case r := <-g.seen:
+		t.Fatalf("request reached the service: %s %s", r.Method, r.URL)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
