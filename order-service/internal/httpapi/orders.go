@@ -32,6 +32,9 @@ const (
 	maxKeyLen         = 255
 )
 
+// noCustomer is the 422 for an account without a customer profile.
+const noCustomer = "this account has no customer profile"
+
 // parseCreate decodes and validates a create-order request: the strict
 // JSON body and the optional Idempotency-Key. It is the network-facing
 // parser of this service, fuzzed by FuzzParseCreate. The hash is of the
@@ -109,7 +112,7 @@ func (h handlers) create(c *gin.Context) {
 		server.Fail(c, problem.Wrap(problem.Unavailable, "the customer directory is unavailable; retry later", err))
 		return
 	case errors.Is(err, userclient.ErrNoCustomer):
-		server.Fail(c, problem.New(problem.Unprocessable, "this account has no customer profile"))
+		server.Fail(c, problem.New(problem.Unprocessable, noCustomer))
 		return
 	case errors.Is(err, userclient.ErrRefused):
 		// Revoked since we verified it: a rejected token like any other,
@@ -135,6 +138,12 @@ func (h handlers) create(c *gin.Context) {
 func (h handlers) created(c *gin.Context, o order.Order, replayed bool, err error) {
 	if errors.Is(err, order.ErrIdempotencyMismatch) {
 		server.Fail(c, problem.New(problem.Unprocessable, IdempotencyHeader+" was already used for a different request"))
+		return
+	}
+	if errors.Is(err, order.ErrCustomerErased) {
+		// Erased after user-service confirmed them: the same answer as a
+		// customer whose profile is already gone.
+		server.Fail(c, problem.New(problem.Unprocessable, noCustomer))
 		return
 	}
 	if err != nil {

@@ -142,3 +142,22 @@ func detail(t *testing.T, body string) string {
 	d, _, _ := strings.Cut(rest, `"`)
 	return d
 }
+
+// TestOrderForAnErasedCustomerIsRefused: when user-service still confirmed
+// the customer but their erasure reached us before the order was stored,
+// the answer is the one for a customer without a profile (422), not a 500,
+// and no order is stored.
+func TestOrderForAnErasedCustomerIsRefused(t *testing.T) {
+	a := newAPI(t)
+	gone := uuid.NewString()
+	if _, err := a.orders.Anonymise(context.Background(), "test", uuid.NewString(), gone); err != nil {
+		t.Fatal(err)
+	}
+	rec := a.do(t, http.MethodPost, "/api/v1/orders", a.token(t, gone, customerScopes, "USER"), mugOrder, nil)
+	if rec.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	if items, _, err := a.orders.List(context.Background(), gone, "", 10); err != nil || len(items) != 0 {
+		t.Errorf("%d orders written, %v", len(items), err)
+	}
+}

@@ -101,6 +101,9 @@ var (
 	// ErrIdempotencyMismatch: the Idempotency-Key was used before with a
 	// different request.
 	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+	// ErrCustomerErased: the customer was erased (user.deleted applied);
+	// nothing may be ordered in their name any more.
+	ErrCustomerErased = errors.New("customer erased")
 )
 
 // LineRequest is one requested line: the client names a SKU and a quantity

@@ -80,6 +80,30 @@ type idemRow struct {
 
 func (idemRow) TableName() string { return "idempotency_keys" }
 
+type erasedRow struct {
+	UserID   string    `gorm:"column:user_id;primaryKey"`
+	ErasedAt time.Time `gorm:"column:erased_at"`
+}
+
+func (erasedRow) TableName() string { return "erased_customers" }
+
+// lockCustomer serialises, per customer, the transactions of Create and
+// Anonymise, so that one always sees the other's commit: without it, on
+// PostgreSQL (READ COMMITTED) a create could check erased_customers before
+// the erasure commits while the erasure's UPDATE misses the create's
+// uncommitted order, and the order would keep the erased user's data.
+// SQLite needs nothing: dbx opens its transactions IMMEDIATE, one writer
+// at a time.
+func lockCustomer(tx *gorm.DB, userID string) error {
+	if tx.Name() != "postgres" {
+		return nil
+	}
+	if err := tx.Exec("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", userID).Error; err != nil {
+		return fmt.Errorf("lock customer: %w", err)
+	}
+	return nil
+}
+
 func (r orderRow) order(items []order.Item) order.Order {
 	if items == nil {
 		items = []order.Item{}
@@ -146,7 +170,8 @@ func (s *Store) replay(tx *gorm.DB, userID string, idem Idempotency) (order.Orde
 // idempotency key and order.created, in one transaction. When another
 // request with the same key won a race, Create returns that request's order
 // and replayed = true (or order.ErrIdempotencyMismatch). A key older than
-// IdempotencyWindow, not yet pruned, is replaced.
+// IdempotencyWindow, not yet pruned, is replaced. A customer erased
+// meanwhile (Anonymise) is order.ErrCustomerErased, and nothing is written.
 func (s *Store) Create(ctx context.Context, o order.Order, idem Idempotency) (out order.Order, replayed bool, err error) {
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -155,6 +180,16 @@ func (s *Store) Create(ctx context.Context, o order.Order, idem Idempotency) (ou
 	t := now()
 	o.ID, o.Status, o.CreatedAt, o.UpdatedAt, o.Version = id.String(), order.Pending, t, t, 1
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := lockCustomer(tx, o.UserID); err != nil {
+			return err
+		}
+		var erased int64
+		if err := tx.Model(&erasedRow{}).Where("user_id = ?", o.UserID).Count(&erased).Error; err != nil {
+			return fmt.Errorf("check erasure: %w", err)
+		}
+		if erased > 0 {
+			return order.ErrCustomerErased
+		}
 		if idem.Key != "" {
 			prev, found, err := s.replay(tx, o.UserID, idem)
 			if found || err != nil {
@@ -204,7 +239,7 @@ func (s *Store) Create(ctx context.Context, o order.Order, idem Idempotency) (ou
 		out = o
 		return outbox.Add(tx, SubjectCreated, ev)
 	})
-	if err != nil && idem.Key != "" && !errors.Is(err, order.ErrIdempotencyMismatch) {
+	if err != nil && idem.Key != "" && !errors.Is(err, order.ErrIdempotencyMismatch) && !errors.Is(err, order.ErrCustomerErased) {
 		// A concurrent request with the same key committed first and our
 		// insert hit the key's primary key: answer as its replay.
 		if prev, found, rerr := s.Replay(ctx, o.UserID, idem); found {
@@ -350,8 +385,9 @@ func (s *Store) Transition(ctx context.Context, id, by string, decide Decide) (o
 // Anonymise detaches every order of an erased user from them: the owner
 // becomes order.AnonymousUser, the shipping address is dropped, the
 // idempotency keys (scoped to the user) are deleted. Orders stay, for the
-// books. It runs once per event (consumer.Once) and reports how many
-// orders it changed.
+// books. The user is remembered as erased, so an order still being placed
+// cannot be stored in their name afterwards (Create). It runs once per
+// event (consumer.Once) and reports how many orders it changed.
 func (s *Store) Anonymise(ctx context.Context, consumerName, eventID, userID string) (int64, error) {
 	var n int64
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -359,10 +395,16 @@ func (s *Store) Anonymise(ctx context.Context, consumerName, eventID, userID str
 		if err != nil || !first {
 			return err
 		}
+		if err := lockCustomer(tx, userID); err != nil {
+			return err
+		}
+		t := now()
+		if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&erasedRow{UserID: userID, ErasedAt: t}).Error; err != nil {
+			return fmt.Errorf("record erasure: %w", err)
+		}
 		if err := tx.Where("user_id = ?", userID).Delete(&idemRow{}).Error; err != nil {
 			return fmt.Errorf("delete idempotency keys: %w", err)
 		}
-		t := now()
 		res := tx.Model(&orderRow{}).Where("user_id = ?", userID).Updates(map[string]any{
 			"user_id": order.AnonymousUser, "shipping_address": "", "anonymised_at": t, "updated_at": t,
 			"version": gorm.Expr("version + 1"),

@@ -373,3 +373,34 @@ func TestAnonymiseOncePerEvent(t *testing.T) {
 		}
 	})
 }
+
+// TestNoOrderOutlivesTheErasure: an order whose creation was under way
+// when the customer was erased (user-service confirmed the customer just
+// before the erasure, the insert commits just after order-service applied
+// user.deleted) must not keep the erased user's id and address: Anonymise
+// ran once and will not run again. The late create is refused and leaves
+// nothing behind — no order, no key, no order.created.
+func TestNoOrderOutlivesTheErasure(t *testing.T) {
+	dbxtest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		db, s := open(t, url)
+		gone := uuid.NewString()
+		if _, err := s.Anonymise(ctx, "c", uuid.NewString(), gone); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := s.Create(ctx, newOrder(gone, 1), Idempotency{Key: "k", Hash: "h"})
+		if !errors.Is(err, order.ErrCustomerErased) {
+			t.Fatalf("create after erasure: %v, want order.ErrCustomerErased", err)
+		}
+		if left, _, _ := s.List(ctx, gone, "", 100); len(left) != 0 {
+			t.Errorf("%d orders of the erased user", len(left))
+		}
+		if n := outboxSubjects(t, db)[SubjectCreated]; n != 0 {
+			t.Errorf("%d order.created for a refused order", n)
+		}
+		// Anyone else still orders.
+		if _, _, err := s.Create(ctx, newOrder(uuid.NewString(), 1), Idempotency{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
