@@ -252,12 +252,16 @@ func (s *Server) endSession(c *gin.Context) {
 	if sid, err := c.Cookie(sessionCookie); err == nil && sid != "" {
 		var sess store.Session
 		if s.db.WithContext(ctx).Where("id_hash = ?", hash(sid)).Take(&sess).Error == nil {
+			// The session goes first: a code redemption holds its row
+			// while it creates a family, so the delete waits for one in
+			// flight, whose family the query below then finds, and any
+			// later redemption finds no session and is refused.
+			s.db.WithContext(ctx).Where("id_hash = ?", sess.IDHash).Delete(&store.Session{})
 			var fams []store.TokenFamily
 			s.db.WithContext(ctx).Where("session_id_hash = ? AND revoked_at IS NULL", sess.IDHash).Find(&fams)
 			for _, f := range fams {
 				s.revokeFamily(ctx, f.ID, "logout")
 			}
-			s.db.WithContext(ctx).Where("id_hash = ?", sess.IDHash).Delete(&store.Session{})
 			s.emit(c, secevent.TokenRevoked, secevent.ReasonLogout, sess.AccountID, "")
 		}
 	}
@@ -320,23 +324,27 @@ func (s *Server) idTokenAudience(raw string) (string, secevent.Reason) {
 // access token issued so far, everywhere; its sessions and unredeemed
 // authorization codes end with them.
 func (s *Server) RevokeSubject(ctx context.Context, subject, reason string) error {
-	now := s.now()
-	if err := s.revs.RevokeSubject(ctx, subject, now); err != nil {
+	// The order matters against grants in flight. Sessions go first (a
+	// code redemption holds its session's row while it creates a family,
+	// so this waits for one in flight and refuses later ones), then the
+	// unredeemed codes, then the families (a refresh holds its family's
+	// row, lockLiveFamily), and the not-before time is taken last, so it
+	// is later than the iat of every access token those grants minted.
+	db := s.db.WithContext(ctx)
+	if err := db.Where("account_id = ?", subject).Delete(&store.Session{}).Error; err != nil {
 		return err
 	}
-	err := s.db.WithContext(ctx).Model(&store.TokenFamily{}).
-		Where("account_id = ? AND revoked_at IS NULL", subject).
-		Updates(map[string]any{"revoked_at": now.UTC(), "revoke_reason": reason}).Error
-	if err == nil {
-		err = s.db.WithContext(ctx).Where("account_id = ?", subject).Delete(&store.Session{}).Error
+	// Codes not yet redeemed go too: a code issued just before the
+	// revocation and redeemed after it would mint tokens issued after the
+	// not-before time, which every verifier honours.
+	if err := db.Where("account_id = ? AND used_at IS NULL", subject).Delete(&store.AuthCode{}).Error; err != nil {
+		return err
 	}
-	if err == nil {
-		// Codes not yet redeemed go too: a code issued just before the
-		// revocation and redeemed after it would mint tokens issued after
-		// the not-before time, which every verifier honours.
-		err = s.db.WithContext(ctx).Where("account_id = ? AND used_at IS NULL", subject).Delete(&store.AuthCode{}).Error
+	if err := db.Model(&store.TokenFamily{}).Where("account_id = ? AND revoked_at IS NULL", subject).
+		Updates(map[string]any{"revoked_at": s.now().UTC(), "revoke_reason": reason}).Error; err != nil {
+		return err
 	}
-	return err
+	return s.revs.RevokeSubject(ctx, subject, s.now())
 }
 
 // discovery is /.well-known/openid-configuration: only what is

@@ -142,3 +142,28 @@ func TestCodeScopeFollowsTheCurrentRoles(t *testing.T) {
 		t.Fatalf("scope %q, want openid (admin is not the USER's to hold)", out["scope"])
 	}
 }
+
+// TestLogoutEndsTheSessionsCodes: a code issued in a browser session and
+// redeemed after the user signed out of it mints nothing. Logout revokes
+// the families of the session; a family created after it from one of the
+// session's codes escaped that, and its tokens lived on.
+func TestLogoutEndsTheSessionsCodes(t *testing.T) {
+	f := newRevocationFixture(t)
+	code, verifier := f.authCode(t, "openid offline_access")
+	req := httptest.NewRequest(http.MethodGet, "/oauth2/logout", nil)
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: f.sessionID})
+	rec := httptest.NewRecorder()
+	f.engine.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("logout: %d", rec.Code)
+	}
+	f.events.take()
+	st, out := f.token(t, url.Values{
+		"grant_type": {GrantCode}, "client_id": {DemoClientID}, "code": {code},
+		"code_verifier": {verifier}, "redirect_uri": {"http://127.0.0.1:53682/callback"},
+	}, false)
+	if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+		t.Fatalf("code of a signed-out session: %d %v, want 400 invalid_grant", st, out)
+	}
+	onlyEvent(t, f.events.take(), secevent.GrantInvalid, secevent.ReasonCodeInvalid)
+}

@@ -61,6 +61,8 @@ type exchangeFixture struct {
 	cert   *x509.Certificate
 	keys   *keys.Manager
 	reg    *prometheus.Registry
+	// sessionID is the session cookie of the last authCode.
+	sessionID string
 }
 
 func newExchangeFixture(t *testing.T) *exchangeFixture {

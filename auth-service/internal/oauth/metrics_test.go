@@ -86,9 +86,9 @@ func (f *exchangeFixture) token(t *testing.T, form url.Values, mtls bool) (int, 
 	return rec.Code, out
 }
 
-// authCode stores an authorization code for a new USER account, as the
-// login form would after a successful sign-in, and returns the code and
-// its PKCE verifier.
+// authCode stores an authorization code for a new USER account, in a new
+// browser session (its id in f.sessionID), as the login form would after a
+// successful sign-in, and returns the code and its PKCE verifier.
 func (f *exchangeFixture) authCode(t *testing.T, scope string) (code, verifier string) {
 	t.Helper()
 	ctx := context.Background()
@@ -100,10 +100,15 @@ func (f *exchangeFixture) authCode(t *testing.T, scope string) (code, verifier s
 	code, verifier = randomToken(), randomToken()
 	sum := sha256.Sum256([]byte(verifier))
 	now := f.now.UTC()
+	f.sessionID = randomToken()
+	sess := store.Session{IDHash: hash(f.sessionID), AccountID: acct.ID, AuthTime: now, ExpiresAt: now.Add(time.Hour)}
+	if err := f.srv.db.Create(&sess).Error; err != nil {
+		t.Fatal(err)
+	}
 	if err := f.srv.db.Create(&store.AuthCode{
 		CodeHash: hash(code), ClientID: DemoClientID, AccountID: acct.ID,
 		RedirectURI: "http://127.0.0.1:53682/callback", Scope: scope,
-		CodeChallenge: base64.RawURLEncoding.EncodeToString(sum[:]), SessionIDHash: hash(randomToken()),
+		CodeChallenge: base64.RawURLEncoding.EncodeToString(sum[:]), SessionIDHash: sess.IDHash,
 		AuthTime: now, ExpiresAt: now.Add(time.Minute),
 	}).Error; err != nil {
 		t.Fatal(err)

@@ -161,6 +161,20 @@ func (s *Server) codeGrant(c *gin.Context, cl *client, p Params) (*tokenResponse
 	}
 	var resp *tokenResponse
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// The code's browser session must still exist, and is locked
+		// while its family is created: logout and RevokeSubject delete
+		// the session before they revoke its families, so a redemption
+		// after a sign-out is refused, and one in flight is waited for
+		// and then revoked with the rest (as lockLiveFamily does for a
+		// refresh).
+		res := tx.Model(&store.Session{}).Where("id_hash = ?", row.SessionIDHash).
+			Update("expires_at", gorm.Expr("expires_at"))
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return errSessionEnded
+		}
 		if err := tx.Create(fam).Error; err != nil {
 			return err
 		}
@@ -171,6 +185,9 @@ func (s *Server) codeGrant(c *gin.Context, cl *client, p Params) (*tokenResponse
 		resp, err = s.userTokens(ctx, tx, cl, acct, fam, row.Nonce, scope, true)
 		return err
 	})
+	if errors.Is(err, errSessionEnded) {
+		return fail(secevent.ReasonCodeInvalid, "the sign-in session has ended")
+	}
 	if err != nil {
 		s.log.Error("code grant", "error", err)
 		return nil, errServer()
@@ -288,6 +305,9 @@ func (s *Server) refreshGrant(c *gin.Context, cl *client, p Params) (*tokenRespo
 	}
 	return resp, nil
 }
+
+// errSessionEnded is a code redemption whose browser session has ended.
+var errSessionEnded = errors.New("session ended")
 
 // errFamilyRevoked is lockLiveFamily's answer for a revoked family.
 var errFamilyRevoked = errors.New("token family revoked")
