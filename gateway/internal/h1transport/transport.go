@@ -290,6 +290,14 @@ func (b *bodyReader) finish(complete bool) {
 
 // release returns c to the pool or closes it.
 func (t *Transport) release(c *conn, reuse bool) {
+	// Bytes already read past the end of the answer (a body longer than
+	// its Content-Length, a body sent on a HEAD answer, a second answer
+	// nobody asked for) would be read as the answer to the next request
+	// on this connection, which may be another client's: close it, as
+	// net/http's Transport closes a connection with unsolicited bytes.
+	if reuse && c.br.Buffered() > 0 {
+		reuse = false
+	}
 	if !reuse {
 		c.nc.Close()
 		return

@@ -529,3 +529,58 @@ func BenchmarkRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+// TestBytesAfterTheAnswerAreNeverTheNextAnswer: an upstream that sends more
+// than its answer — a body longer than its Content-Length, a body on a
+// HEAD answer, a second answer nobody asked for — must not have the
+// surplus read as the answer to the next request on that connection,
+// which may be another user's: the connection is closed instead, as
+// net/http's Transport closes a connection with unsolicited bytes.
+func TestBytesAfterTheAnswerAreNeverTheNextAnswer(t *testing.T) {
+	const forged = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
+	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			_, _ = io.WriteString(w, "real")
+			return
+		}
+		c, bw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		head := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+		switch r.URL.Path {
+		case "/long":
+			_, _ = bw.WriteString(head + "ok" + forged)
+		case "/head-body":
+			// A HEAD answer's Content-Length is the GET body's; the bytes
+			// after the head are a whole answer of their own.
+			_, _ = bw.WriteString(head + forged)
+		}
+		_ = bw.Flush()
+		// Serve the connection on, answering anything that still comes
+		// with the forged answer too.
+		for {
+			if _, err := http.ReadRequest(bw.Reader); err != nil {
+				return
+			}
+			_, _ = bw.WriteString(forged)
+			_ = bw.Flush()
+		}
+	})
+	for _, tc := range []struct{ name, method, path string }{
+		{"body longer than Content-Length", "GET", "/long"},
+		{"body on a HEAD answer", "HEAD", "/head-body"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt, _ := newTransport(t, u, Options{})
+			if resp, _ := get(t, rt, tc.method, u.URL+tc.path); resp.StatusCode != 200 {
+				t.Fatalf("first answer: %d", resp.StatusCode)
+			}
+			if _, body := get(t, rt, "GET", u.URL+"/"); body != "real" {
+				t.Fatalf("next answer %q, want %q: bytes the upstream sent after an answer were read as the next one", body, "real")
+			}
+		})
+	}
+}
