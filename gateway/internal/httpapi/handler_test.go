@@ -280,3 +280,23 @@ func TestOptionsAsteriskMeetsTheHandler(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestConnectionHeaderCannotDropTheGatewaysHeaders: a client naming the
+// gateway's own request headers in Connection (hop-by-hop, so the proxy
+// deletes them) must not strip them from the forwarded request: the
+// service would mint another request id, and its security events would
+// no longer match the gateway's log or the id the client was shown.
+func TestConnectionHeaderCannotDropTheGatewaysHeaders(t *testing.T) {
+	g := newGateway(t)
+	resp := g.rawLine(t, "GET", "/api/v1/catalog", "Connection: X-Request-Id, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	got := (<-g.seen).Header
+	if id := got.Get("X-Request-Id"); id == "" || id != resp.Header.Get("X-Request-Id") {
+		t.Errorf("service saw request id %q, want the gateway's %q", id, resp.Header.Get("X-Request-Id"))
+	}
+	if got.Get("X-Forwarded-For") != "127.0.0.1" || got.Get("X-Forwarded-Host") != "gateway.test" || got.Get("X-Forwarded-Proto") != "https" {
+		t.Errorf("gateway's forwarding record: For=%q Host=%q Proto=%q", got.Get("X-Forwarded-For"), got.Get("X-Forwarded-Host"), got.Get("X-Forwarded-Proto"))
+	}
+}

@@ -112,8 +112,16 @@ func New(o Options) *Upstream {
 			// gateway's own record: the client address it resolved
 			// (trusted proxies only), the public scheme and host.
 			h := pr.Out.Header
-			if ip := reqctx.From(pr.In.Context()).ClientIP; ip != "" {
+			info := reqctx.From(pr.In.Context())
+			if ip := info.ClientIP; ip != "" {
 				h["X-Forwarded-For"] = []string{ip}
+			}
+			// The request id too, although the front handler set it
+			// already: a client naming X-Request-Id in Connection has had
+			// that copy deleted as hop-by-hop, and the service would mint
+			// an id of its own that matches nothing in the gateway's log.
+			if info.ID != "" {
+				h["X-Request-Id"] = []string{info.ID}
 			}
 			h["X-Forwarded-Proto"] = []string{"https"}
 			if o.PublicHost != "" {
