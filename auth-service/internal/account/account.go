@@ -205,10 +205,19 @@ func (s *Service) Authenticate(ctx context.Context, email, pw string) (LoginResu
 			updates["password_hash"] = phc
 		}
 	}
-	if acct.FailedLogins != 0 || acct.LockedUntil != nil || rehash {
-		if err := s.db.WithContext(ctx).Model(&store.Account{}).Where("id = ?", acct.ID).Updates(updates).Error; err != nil {
-			return LoginResult{}, err
-		}
+	// The lock is judged again on the row as it is now, in the same
+	// statement that clears the failure count: acct was read before this
+	// login waited for a hashing slot, and logins sent at once all read it
+	// unlocked. Judged on that read, a burst of guesses from many
+	// addresses was tried in full, the right one succeeding even after
+	// the guesses before it in the queue had locked the account.
+	res := s.db.WithContext(ctx).Model(&store.Account{}).
+		Where("id = ? AND (locked_until IS NULL OR locked_until <= ?)", acct.ID, now).Updates(updates)
+	if res.Error != nil {
+		return LoginResult{}, res.Error
+	}
+	if res.RowsAffected == 0 {
+		return LoginResult{Account: &acct, Reason: secevent.ReasonLocked}, nil
 	}
 	return LoginResult{Account: &acct}, nil
 }

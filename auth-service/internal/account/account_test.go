@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -364,6 +365,51 @@ func TestLockoutBacksOffExponentially(t *testing.T) {
 		got, _ := f.svc.Get(ctx, a.ID)
 		if got.FailedLogins != 0 || got.LockedUntil != nil {
 			t.Errorf("after a success: failed_logins %d, locked_until %v", got.FailedLogins, got.LockedUntil)
+		}
+	})
+}
+
+// TestConcurrentGuessesMeetTheLockout: guesses sent at once are judged
+// against the lock as it stands when their hash is done, not as it stood
+// when they were read in: the right password queued behind the guesses
+// that lock the account is refused as locked. Judged on the stale read, a
+// burst of guesses from many addresses all counted, and the lockout
+// bounded nothing.
+func TestConcurrentGuessesMeetTheLockout(t *testing.T) {
+	dbxtest.Each(t, func(t *testing.T, url string) {
+		f := newFixture(t, url)
+		f.register(t, "burst@example.org")
+		// One hashing slot, taken: logins read the account and queue for
+		// the slot in the order they arrive, and run in that order.
+		one, err := password.NewHasherN(cheap, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.svc.hasher = one
+		release := one.Occupy()
+		results := make([]LoginResult, LockThreshold+1)
+		var wg sync.WaitGroup
+		for i := range results {
+			pw := "not the password at all"
+			if i == LockThreshold {
+				pw = goodPassword // the thief's lucky guess, last in line
+			}
+			wg.Go(func() {
+				res, err := f.svc.Authenticate(context.Background(), "burst@example.org", pw)
+				if err != nil {
+					t.Error(err)
+				}
+				results[i] = res
+			})
+			time.Sleep(100 * time.Millisecond) // let it read the account and queue
+		}
+		release()
+		wg.Wait()
+		if !results[LockThreshold-1].JustLocked {
+			t.Fatalf("guess %d did not lock the account: %+v", LockThreshold, results[LockThreshold-1])
+		}
+		if got := results[LockThreshold].Reason; got != secevent.ReasonLocked {
+			t.Fatalf("right password after the locking guess: reason %q, want locked", got)
 		}
 	})
 }
