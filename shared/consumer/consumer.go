@@ -35,6 +35,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/codes"
@@ -181,8 +182,10 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	log := c.o.Logger.With(slog.String("consumer", c.o.Name), slog.String("subject", msg.Subject()))
 
 	var ev natsx.Event
-	if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.ID == "" || ev.Type == "" {
-		// A message no handler can read will never become readable.
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil || !recordableID(ev.ID) || ev.Type == "" {
+		// A message no handler can read will never become readable, nor
+		// one whose id Once cannot record: on PostgreSQL every delivery
+		// would fail alike until the retries ran out.
 		span.SetStatus(codes.Error, "malformed")
 		log.Error("malformed event terminated", slog.Any("error", err))
 		c.handled.WithLabelValues(outcomeMalformed).Inc()
@@ -222,6 +225,14 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		c.handled.WithLabelValues(outcomeRetry).Inc()
 		_ = msg.NakWithDelay(delay)
 	}
+}
+
+// recordableID reports whether id is what natsx.NewEvent makes, a UUID in
+// canonical form: the only ids processed_events.event_id (VARCHAR(36))
+// holds on every database, and the only ones our publishers send.
+func recordableID(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
 }
 
 // lastDelivery reports whether msg is on its last delivery: JetStream will

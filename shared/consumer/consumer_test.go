@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -271,4 +272,55 @@ func TestExhaustedEventIsNotSilentlyDropped(t *testing.T) {
 	if r, x := handled(t, reg, outcomeRetry), handled(t, reg, outcomeExhausted); r != 1 || x != 1 {
 		t.Fatalf("outcomes retry=%v exhausted=%v, want 1 and 1", r, x)
 	}
+}
+
+// TestEventIDThatCannotBeRecordedIsMalformed: Once records the event id in
+// processed_events.event_id, VARCHAR(36), the length of the UUIDs that
+// natsx.NewEvent makes. An envelope with any other id can never be
+// recorded on PostgreSQL: every delivery would fail the same way until the
+// retries run out a quarter of an hour later. It is malformed, terminated
+// at once, and the handler never sees it.
+func TestEventIDThatCannotBeRecordedIsMalformed(t *testing.T) {
+	js := jetStream(t)
+	dbxtest.Each(t, func(t *testing.T, url string) {
+		ctx := t.Context()
+		db := openDB(t, url)
+		subject := natsx.SubjectEventsPrefix + "tally.added." + uuid.NewString()[:8]
+		name := "test-" + uuid.NewString()[:8]
+		var calls atomic.Int32
+		reg := prometheus.NewRegistry()
+		c, err := New(ctx, Options{
+			JS: js, Name: name, Subjects: []string{subject}, Registerer: reg,
+			Handle: func(ctx context.Context, ev natsx.Event) error {
+				calls.Add(1)
+				return dbx.InTx(ctx, db, func(tx *gorm.DB) error {
+					_, err := Once(tx, name, ev.ID)
+					return err
+				})
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { c.Run(runCtx); close(done) }()
+		defer func() { cancel(); <-done }()
+		waitFor(t, "consumer ready", c.Ready)
+
+		for _, id := range []string{uuid.NewString() + "-and-more", strings.Repeat("x", 36), "{" + uuid.NewString() + "}"} {
+			publish(t, js, subject, natsx.Event{SpecVersion: "1.0", ID: id, Type: "tally.added", Data: []byte(`{}`)})
+		}
+		good, _ := natsx.NewEvent(ctx, "test", "tally.added", "k", map[string]bool{})
+		publish(t, js, subject, good)
+		waitFor(t, "every event handled", func() bool {
+			return handled(t, reg, outcomeOK)+handled(t, reg, outcomeMalformed)+handled(t, reg, outcomeRetry) >= 4
+		})
+		if m, ok, r := handled(t, reg, outcomeMalformed), handled(t, reg, outcomeOK), handled(t, reg, outcomeRetry); m != 3 || ok != 1 || r != 0 {
+			t.Fatalf("malformed=%v ok=%v retry=%v, want 3, 1, 0", m, ok, r)
+		}
+		if calls.Load() != 1 {
+			t.Fatalf("the handler saw %d events, want only the well-formed one", calls.Load())
+		}
+	})
 }
