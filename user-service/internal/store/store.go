@@ -139,6 +139,22 @@ func lockForUpdate(tx *gorm.DB) []clause.Expression {
 	return nil
 }
 
+// lockAccount serialises, per account, CreateFromAccount and Erase, so
+// that each sees the other's commit. On PostgreSQL (READ COMMITTED) they
+// otherwise ran side by side: the create found no erasure yet, the erasure
+// no profile yet to delete, and the erased account's profile appeared
+// after all. SQLite needs nothing: dbx opens its transactions IMMEDIATE,
+// one writer at a time.
+func lockAccount(tx *gorm.DB, id string) error {
+	if tx.Name() != "postgres" {
+		return nil
+	}
+	if err := tx.Exec("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", id).Error; err != nil {
+		return fmt.Errorf("lock account: %w", err)
+	}
+	return nil
+}
+
 // CreateFromAccount makes the profile of a new account, exactly once per
 // event (consumer.Once) and never for an erased user. It reports whether
 // a profile was created.
@@ -147,6 +163,9 @@ func (s *Store) CreateFromAccount(ctx context.Context, consumerName, eventID str
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		first, err := consumer.Once(tx, consumerName, eventID)
 		if err != nil || !first {
+			return err
+		}
+		if err := lockAccount(tx, a.ID); err != nil {
 			return err
 		}
 		var n int64
@@ -180,6 +199,9 @@ func (s *Store) CreateFromAccount(ctx context.Context, consumerName, eventID str
 // flight) is erased too, so the profile never appears.
 func (s *Store) Erase(ctx context.Context, id, reason string) error {
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := lockAccount(tx, id); err != nil {
+			return err
+		}
 		now := time.Now().UTC()
 		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&erasedRow{ID: id, ErasedAt: now})
 		if res.Error != nil {

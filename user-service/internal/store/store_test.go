@@ -174,3 +174,29 @@ func TestListPagesAndUpdate(t *testing.T) {
 		}
 	})
 }
+
+// TestErasureRacingTheProfilesCreation: an account erased while its
+// account.created is being applied must end with no profile, whichever
+// transaction commits first (Erase promises the profile never appears).
+// On PostgreSQL, READ COMMITTED let each transaction miss the other's
+// uncommitted row: Create saw no erasure, Erase deleted no profile yet.
+func TestErasureRacingTheProfilesCreation(t *testing.T) {
+	dbxtest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s := New(open(t, url), nil)
+		for range 50 {
+			id := uuid.NewString()
+			errs := make(chan error, 2)
+			go func() { _, err := s.CreateFromAccount(ctx, "c", uuid.NewString(), created(id)); errs <- err }()
+			go func() { errs <- s.Erase(ctx, id, profile.ErasedBySelf) }()
+			for range 2 {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if p, err := s.Get(ctx, id); !errors.Is(err, profile.ErrNotFound) {
+				t.Fatalf("erased account %s has a profile: %+v, %v", id, p, err)
+			}
+		}
+	})
+}
