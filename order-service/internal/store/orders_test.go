@@ -404,3 +404,35 @@ func TestNoOrderOutlivesTheErasure(t *testing.T) {
 		}
 	})
 }
+
+// TestErasureRacingAnOrder: the same as TestNoOrderOutlivesTheErasure with
+// both transactions running at once. Whichever commits first, no order is
+// left with the erased customer. On PostgreSQL, READ COMMITTED let the
+// create miss the uncommitted erasure and the erasure's UPDATE miss the
+// uncommitted order.
+func TestErasureRacingAnOrder(t *testing.T) {
+	dbxtest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		_, s := open(t, url)
+		for range 50 {
+			gone := uuid.NewString()
+			errs := make(chan error, 2)
+			go func() {
+				_, _, err := s.Create(ctx, newOrder(gone, 1), Idempotency{})
+				if errors.Is(err, order.ErrCustomerErased) {
+					err = nil
+				}
+				errs <- err
+			}()
+			go func() { _, err := s.Anonymise(ctx, "c", uuid.NewString(), gone); errs <- err }()
+			for range 2 {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if left, _, err := s.List(ctx, gone, "", 10); err != nil || len(left) != 0 {
+				t.Fatalf("%d orders still belong to the erased customer: %v", len(left), err)
+			}
+		}
+	})
+}
