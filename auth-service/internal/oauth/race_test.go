@@ -68,3 +68,60 @@ func testConcurrentRefreshReuse(t *testing.T, dbURL string) {
 		f.events.take()
 	}
 }
+
+// TestConcurrentCodeReplay: one authorization code redeemed by several
+// requests at once is honoured at most once, and the replay revokes what
+// the first redemption issued even while that redemption is still being
+// written. On SQLite and PostgreSQL.
+func TestConcurrentCodeReplay(t *testing.T) {
+	dbxtest.Each(t, testConcurrentCodeReplay)
+}
+
+func testConcurrentCodeReplay(t *testing.T, dbURL string) {
+	f := newRevocationFixtureOn(t, dbURL)
+	for round := range 5 {
+		code, verifier := f.authCode(t, "openid offline_access")
+		form := url.Values{
+			"grant_type": {GrantCode}, "client_id": {DemoClientID}, "code": {code},
+			"code_verifier": {verifier}, "redirect_uri": {"http://127.0.0.1:53682/callback"},
+		}
+		const n = 4
+		var wg sync.WaitGroup
+		statuses := make([]int, n)
+		outs := make([]map[string]any, n)
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				statuses[i], outs[i] = f.token(t, form, false)
+			})
+		}
+		close(start)
+		wg.Wait()
+		var winner map[string]any
+		for i, st := range statuses {
+			switch {
+			case st == http.StatusOK && winner == nil:
+				winner = outs[i]
+			case st == http.StatusOK:
+				t.Fatalf("round %d: two redemptions of one code succeeded", round)
+			case st != http.StatusBadRequest || outs[i]["error"] != "invalid_grant":
+				t.Fatalf("round %d: %d %v, want 400 invalid_grant", round, st, outs[i])
+			}
+		}
+		f.events.take()
+		if winner == nil {
+			continue
+		}
+		_, err := f.srv.access.Verify(context.Background(), winner["access_token"].(string))
+		var te *tokens.Error
+		if !errors.As(err, &te) || te.Reason != tokens.ReasonRevoked {
+			t.Errorf("round %d: the first redemption's access token outlived the replay: %v", round, err)
+		}
+		st, out := f.token(t, url.Values{"grant_type": {GrantRefresh}, "client_id": {DemoClientID}, "refresh_token": {winner["refresh_token"].(string)}}, false)
+		if st != http.StatusBadRequest {
+			t.Errorf("round %d: the first redemption's refresh token outlived the replay: %d %v", round, st, out)
+		}
+		f.events.take()
+	}
+}

@@ -125,9 +125,7 @@ func (s *Server) codeGrant(c *gin.Context, cl *client, p Params) (*tokenResponse
 	}
 	if res.RowsAffected == 0 {
 		s.emit(c, secevent.GrantInvalid, secevent.ReasonCodeReused, row.AccountID, cl.ID)
-		if row.FamilyID != nil {
-			s.revokeFamily(ctx, *row.FamilyID, "code_reused")
-		}
+		s.revokeCodeFamily(ctx, row.CodeHash)
 		return nil, errInvalidGrant("the code was already used")
 	}
 	fail := func(r secevent.Reason, desc string) (*tokenResponse, *oauthError) {
@@ -161,13 +159,24 @@ func (s *Server) codeGrant(c *gin.Context, cl *client, p Params) (*tokenResponse
 	}
 	var resp *tokenResponse
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// Record the family on the code first, and only where no replay
+		// has marked it (revokeCodeFamily): this holds the code's row,
+		// so a replay arriving now waits and then revokes this family.
+		res := tx.Model(&store.AuthCode{}).Where("code_hash = ? AND family_id IS NULL", row.CodeHash).
+			Update("family_id", fam.ID)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return errCodeReplayed
+		}
 		// The code's browser session must still exist, and is locked
 		// while its family is created: logout and RevokeSubject delete
 		// the session before they revoke its families, so a redemption
 		// after a sign-out is refused, and one in flight is waited for
 		// and then revoked with the rest (as lockLiveFamily does for a
 		// refresh).
-		res := tx.Model(&store.Session{}).Where("id_hash = ?", row.SessionIDHash).
+		res = tx.Model(&store.Session{}).Where("id_hash = ?", row.SessionIDHash).
 			Update("expires_at", gorm.Expr("expires_at"))
 		if res.Error != nil {
 			return res.Error
@@ -178,15 +187,15 @@ func (s *Server) codeGrant(c *gin.Context, cl *client, p Params) (*tokenResponse
 		if err := tx.Create(fam).Error; err != nil {
 			return err
 		}
-		if err := tx.Model(&store.AuthCode{}).Where("code_hash = ?", row.CodeHash).Update("family_id", fam.ID).Error; err != nil {
-			return err
-		}
 		var err error
 		resp, err = s.userTokens(ctx, tx, cl, acct, fam, row.Nonce, scope, true)
 		return err
 	})
 	if errors.Is(err, errSessionEnded) {
 		return fail(secevent.ReasonCodeInvalid, "the sign-in session has ended")
+	}
+	if errors.Is(err, errCodeReplayed) {
+		return fail(secevent.ReasonCodeReused, "the code was already used")
 	}
 	if err != nil {
 		s.log.Error("code grant", "error", err)
@@ -304,6 +313,42 @@ func (s *Server) refreshGrant(c *gin.Context, cl *client, p Params) (*tokenRespo
 		return nil, errServer()
 	}
 	return resp, nil
+}
+
+// codeReplayed is the family_id of a code replayed before its first
+// redemption recorded a family: that redemption then issues nothing.
+const codeReplayed = "replayed"
+
+// errCodeReplayed is a code redemption overtaken by a replay of its code.
+var errCodeReplayed = errors.New("code replayed")
+
+// revokeCodeFamily is what a replayed code does to the tokens its first
+// redemption issued (RFC 6749 §4.1.2). Reading the family id the
+// redemption recorded is not enough: the replay may arrive while that
+// redemption is still being written, and the tokens it was about to
+// commit escaped (TestConcurrentCodeReplay). So the code is marked
+// replayed where it has no family yet, which makes the redemption's
+// transaction fail; where it has one, that update waited for the
+// redemption's transaction, and the family is revoked with everything it
+// committed.
+func (s *Server) revokeCodeFamily(ctx context.Context, codeHash string) {
+	db := s.db.WithContext(ctx)
+	res := db.Model(&store.AuthCode{}).Where("code_hash = ? AND family_id IS NULL", codeHash).Update("family_id", codeReplayed)
+	if res.Error != nil {
+		s.log.Error("mark replayed code", "error", res.Error)
+		return
+	}
+	if res.RowsAffected == 1 {
+		return
+	}
+	var row store.AuthCode
+	if err := db.Where("code_hash = ?", codeHash).Take(&row).Error; err != nil {
+		s.log.Error("read replayed code", "error", err)
+		return
+	}
+	if row.FamilyID != nil && *row.FamilyID != codeReplayed {
+		s.revokeFamily(ctx, *row.FamilyID, "code_reused")
+	}
 }
 
 // errSessionEnded is a code redemption whose browser session has ended.
