@@ -17,6 +17,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -188,6 +189,25 @@ func (f *exchangeFixture) userToken(t *testing.T, family string) (raw, jti strin
 	return raw, jti
 }
 
+// family stores a token family of the fixture's user, revoked when
+// revoked is set, and returns its id.
+func (f *exchangeFixture) family(t *testing.T, revoked bool) string {
+	t.Helper()
+	now := f.now.UTC()
+	fam := store.TokenFamily{
+		ID: uuid.NewString(), AccountID: "8b0f2d4e-0000-4000-8000-000000000001", ClientID: DemoClientID,
+		SessionIDHash: hash(randomToken()), Scope: "openid users:read orders:read", AuthTime: now,
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+	}
+	if revoked {
+		fam.RevokedAt = &now
+	}
+	if err := f.srv.db.Create(&fam).Error; err != nil {
+		t.Fatal(err)
+	}
+	return fam.ID
+}
+
 // exchange posts a token-exchange request as order-service over mTLS.
 func (f *exchangeFixture) exchange(t *testing.T, subject, audience, scope string) (int, map[string]any) {
 	t.Helper()
@@ -254,7 +274,8 @@ func TestTokenExchangeLifetimeFollowsTheSubjectToken(t *testing.T) {
 // refresh reuse, code replay) denies the derived token too.
 func TestTokenExchangeJoinsTheSubjectsFamily(t *testing.T) {
 	f := newExchangeFixture(t)
-	subject, _ := f.userToken(t, "family-1")
+	family := f.family(t, false)
+	subject, _ := f.userToken(t, family)
 	st, out := f.exchange(t, subject, "user-service", "users:read")
 	if st != http.StatusOK {
 		t.Fatalf("%d %v", st, out)
@@ -264,7 +285,7 @@ func TestTokenExchangeJoinsTheSubjectsFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 	var row store.FamilyAccessToken
-	if err := f.srv.db.Where("jti = ?", claims.ID).Take(&row).Error; err != nil || row.FamilyID != "family-1" {
+	if err := f.srv.db.Where("jti = ?", claims.ID).Take(&row).Error; err != nil || row.FamilyID != family {
 		t.Fatalf("exchanged token not in the family: %+v %v", row, err)
 	}
 	if !row.ExpiresAt.Equal(claims.ExpiresAt.Time) {
@@ -302,4 +323,18 @@ func TestTokenExchangeRefusesTheWrongAudienceAndScope(t *testing.T) {
 			onlyEvent(t, f.events.take(), secevent.GrantInvalid, secevent.ReasonScope)
 		})
 	}
+}
+
+// TestTokenExchangeRefusesASubjectOfARevokedFamily: a subject token whose
+// family has been revoked is not exchanged, even in the moment before its
+// own revocation reaches the deny-list: the exchanged token would join a
+// family already past its revocation, and nothing would ever deny it.
+func TestTokenExchangeRefusesASubjectOfARevokedFamily(t *testing.T) {
+	f := newExchangeFixture(t)
+	subject, _ := f.userToken(t, f.family(t, true))
+	st, out := f.exchange(t, subject, "user-service", "users:read")
+	if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+		t.Fatalf("%d %v, want 400 invalid_grant", st, out)
+	}
+	onlyEvent(t, f.events.take(), secevent.TokenRejected, secevent.ReasonRevoked)
 }

@@ -477,9 +477,24 @@ func (s *Server) tokenExchange(c *gin.Context, cl *client, p Params) (*tokenResp
 	}
 	// A token derived from one issued within a family joins that family,
 	// so logout, refresh reuse and code replay deny it with its source.
+	// It joins under the family's row lock and only while the family
+	// lives (lockLiveFamily): recorded after a revocation had listed the
+	// family's tokens, it would never be denied.
 	var src store.FamilyAccessToken
 	if err := s.db.WithContext(ctx).Where("jti = ?", subj.ID).Take(&src).Error; err == nil {
-		if err := s.db.WithContext(ctx).Create(&store.FamilyAccessToken{JTI: jti, FamilyID: src.FamilyID, ExpiresAt: exp}).Error; err != nil {
+		err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := lockLiveFamily(tx, src.FamilyID); err != nil {
+				return err
+			}
+			return tx.Create(&store.FamilyAccessToken{JTI: jti, FamilyID: src.FamilyID, ExpiresAt: exp}).Error
+		})
+		if errors.Is(err, errFamilyRevoked) {
+			// The subject token is revoked with its family; the deny-list
+			// has not caught up yet.
+			s.emit(c, secevent.TokenRejected, secevent.ReasonRevoked, subj.Subject, cl.ID)
+			return nil, errInvalidGrant("the subject token is not valid")
+		}
+		if err != nil {
 			s.log.Error("record exchanged token", "error", err)
 			return nil, errServer()
 		}
