@@ -6,6 +6,7 @@ package edgeauth
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"sync"
 	"time"
 	"unsafe"
@@ -30,6 +31,7 @@ type Verifier interface {
 type Checker struct {
 	v      Verifier
 	rev    tokens.Revocations
+	ready  func() bool
 	now    func() time.Time
 	shards [cacheShards]shard
 	perCap int
@@ -52,7 +54,8 @@ type Options struct {
 	Verifier Verifier
 	// Revocations is consulted on every cache hit; it should be the same
 	// deny-list the verifier uses. Nil means the cache trusts the verifier
-	// alone (tests only).
+	// alone (tests only). If it has a Ready method (revocation.List does),
+	// no token passes until Ready reports the list loaded.
 	Revocations tokens.Revocations
 	// MaxEntries bounds the cache (default 100 000, about 30 MB of claims
 	// at most). 0 keeps the default; a negative value disables caching.
@@ -70,6 +73,9 @@ func NewChecker(o Options) *Checker {
 		o.MaxEntries = 100_000
 	}
 	c := &Checker{v: o.Verifier, rev: o.Revocations, now: o.Now}
+	if r, ok := o.Revocations.(interface{ Ready() bool }); ok {
+		c.ready = r.Ready
+	}
 	if o.MaxEntries > 0 {
 		c.perCap = max(1, o.MaxEntries/cacheShards)
 	}
@@ -132,6 +138,14 @@ func (c *Checker) Cached(ctx context.Context, raw string) (k Key, claims *tokens
 // VerifyAndStore verifies raw and caches it under k (from Cached) until
 // its exp.
 func (c *Checker) VerifyAndStore(ctx context.Context, k Key, raw string) (*tokens.Claims, error) {
+	// The listener serves before the deny-list's first load from its KV
+	// bucket has finished (readiness only keeps a load balancer away); a
+	// list not loaded yet denies nothing, so a revoked token would pass
+	// and be cached. Fail closed instead. Only this path needs the check:
+	// nothing is cached before the list is loaded, and it never unloads.
+	if c.ready != nil && !c.ready() {
+		return nil, ErrNotReady
+	}
 	claims, err := c.v.Verify(ctx, raw)
 	if err != nil || c.perCap == 0 {
 		return claims, err
@@ -182,6 +196,11 @@ func (c *Checker) Len() int {
 	}
 	return n
 }
+
+// ErrNotReady is returned while the deny-list has not been loaded yet:
+// the gateway cannot tell a revoked token from a valid one, so the
+// request is answered 503 (retry shortly), not 401 (the token is fine).
+var ErrNotReady = errors.New("edgeauth: revocation list not loaded yet")
 
 // errRevoked is what the verifier returns for a revoked token; the cache
 // answers the same so callers see one vocabulary.

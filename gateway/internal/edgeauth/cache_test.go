@@ -2,6 +2,7 @@ package edgeauth
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -179,5 +180,39 @@ func BenchmarkVerifyMiss(b *testing.B) {
 		if _, _, err := c.Check(ctx, tok); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// loadingList is a deny-list that has not loaded its records yet, as
+// revocation.List is between start-up and the end of its first KV read.
+type loadingList struct {
+	denyList
+	ready atomic.Bool
+}
+
+func (l *loadingList) Ready() bool { return l.ready.Load() }
+
+// TestNothingPassesBeforeTheDenyListIsLoaded: until the deny-list has
+// been loaded, a revoked token looks like any valid one, so no token is
+// accepted (or cached): the check fails with ErrNotReady. Once the list
+// is loaded, tokens pass again.
+func TestNothingPassesBeforeTheDenyListIsLoaded(t *testing.T) {
+	iss := tokenstest.NewIssuer(t, "https://gw.test", "rampart-api")
+	list := &loadingList{denyList: denyList{jtis: map[string]bool{}}}
+	v, err := tokens.NewVerifier(tokens.Options{Issuer: iss.IssuerURL, Audience: iss.Audience, Keys: iss.Keys(), Revocations: list})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewChecker(Options{Verifier: v, Revocations: list})
+	tok := iss.Sign(t, nil)
+	if _, _, err := c.Check(context.Background(), tok); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("before the deny-list is loaded: err %v, want ErrNotReady", err)
+	}
+	if c.Len() != 0 {
+		t.Fatalf("cache holds %d tokens before the deny-list is loaded", c.Len())
+	}
+	list.ready.Store(true)
+	if _, _, err := c.Check(context.Background(), tok); err != nil {
+		t.Fatalf("after it is loaded: %v", err)
 	}
 }

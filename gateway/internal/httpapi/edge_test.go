@@ -288,3 +288,34 @@ func TestREDMetricsPerRoute(t *testing.T) {
 		t.Errorf("orders 401 observations %v", v)
 	}
 }
+
+// TestTokensWaitForTheDenyList: while the deny-list has not been loaded
+// (the first moments after start-up, before /readyz turns 200), a valid
+// token cannot be told from a revoked one: protected routes answer 503
+// with Retry-After, without a token event and without reaching the
+// service; public routes work. Once the list is loaded, the token passes.
+func TestTokensWaitForTheDenyList(t *testing.T) {
+	g := newGateway(t)
+	g.revoked.loading.Store(true)
+	auth := map[string]string{"Authorization": "Bearer " + g.token(t, nil)}
+	resp := g.get(t, "/api/v1/orders", auth)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("before the deny-list is loaded: status %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if evs := g.events.all(); len(evs) != 0 {
+		t.Fatalf("events %v, want none (the token was not refused)", evs)
+	}
+	select {
+	case r := <-g.seen:
+		t.Fatalf("request reached the service: %s %s", r.Method, r.URL)
+	default:
+	}
+	if resp := g.get(t, "/api/v1/catalog", nil); resp.StatusCode != 200 {
+		t.Fatalf("public route: status %d", resp.StatusCode)
+	}
+	g.drainSeen()
+	g.revoked.loading.Store(false)
+	if resp := g.get(t, "/api/v1/orders", auth); resp.StatusCode != 200 {
+		t.Fatalf("after the deny-list is loaded: status %d", resp.StatusCode)
+	}
+}

@@ -7,6 +7,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"net/netip"
@@ -361,6 +362,14 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, info *req
 	if err == nil {
 		info.Subject, info.ClientID = claims.Subject, claims.ClientID
 		return claims, true
+	}
+	if errors.Is(err, edgeauth.ErrNotReady) {
+		// Not the token's fault (a 401 would make the client drop a good
+		// token) and not a refusal of the client: the gateway is not
+		// ready yet, as with an open circuit, so no security event.
+		w.Header().Set("Retry-After", "1")
+		h.fail(w, r, problem.New(problem.Unavailable, "not ready; retry shortly"))
+		return nil, false
 	}
 	reason := tokens.ReasonOf(err)
 	h.Events.Emit(r.Context(), secevent.Event{

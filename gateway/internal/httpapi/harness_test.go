@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,7 +56,12 @@ func (r *recordedEvents) all() []secevent.Event {
 type denyList struct {
 	mu   sync.Mutex
 	jtis map[string]bool
+	// loading makes Ready false: the list has not loaded its records yet.
+	loading atomic.Bool
 }
+
+// Ready is revocation.List's: whether the records have been loaded.
+func (d *denyList) Ready() bool { return !d.loading.Load() }
 
 func (d *denyList) Revoked(_ context.Context, jti, _ string, _ time.Time) bool {
 	d.mu.Lock()
