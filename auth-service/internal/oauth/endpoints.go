@@ -47,7 +47,7 @@ func (s *Server) revoke(c *gin.Context) {
 		c.Status(http.StatusOK)
 		return
 	}
-	if claims, err := s.access.Verify(ctx, tok); err == nil && claims.ClientID == cl.ID {
+	if claims, err := s.clientAccessToken(ctx, cl, tok); err == nil && claims.ClientID == cl.ID {
 		if err := s.revs.RevokeToken(ctx, claims.ID, claims.ExpiresAt); err != nil {
 			writeError(c, &oauthError{Code: "temporarily_unavailable", Description: "try again", status: http.StatusServiceUnavailable})
 			return
@@ -55,6 +55,30 @@ func (s *Server) revoke(c *gin.Context) {
 		s.emit(c, secevent.TokenRevoked, secevent.ReasonUser, claims.Subject, cl.ID)
 	}
 	c.Status(http.StatusOK)
+}
+
+// clientAccessToken verifies an access token for the public API or for one
+// of the audiences cl is registered for. Revocation needs both: a client's
+// client_credentials and exchanged tokens for a service are its tokens
+// too, and checked against the public API's audience alone they were
+// answered 200 and never revoked.
+func (s *Server) clientAccessToken(ctx context.Context, cl *client, raw string) (*tokens.Claims, error) {
+	claims, err := s.access.Verify(ctx, raw)
+	if tokens.ReasonOf(err) != tokens.ReasonAudience {
+		return claims, err
+	}
+	for _, aud := range cl.audiences() {
+		o := s.accessOpts
+		o.Audience = aud
+		v, verr := tokens.NewVerifier(o)
+		if verr != nil {
+			return nil, verr
+		}
+		if claims, err = v.Verify(ctx, raw); err == nil {
+			return claims, nil
+		}
+	}
+	return nil, err
 }
 
 // revokeRefresh revokes the family of a refresh token owned by cl.

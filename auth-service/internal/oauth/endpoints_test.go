@@ -10,9 +10,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampart-go/rampart/auth-service/internal/store"
 	"github.com/rampart-go/rampart/shared/secevent"
+	"github.com/rampart-go/rampart/shared/tokens"
 )
 
 // post sends form to path, over mTLS as order-service when mtls is set.
@@ -166,4 +168,44 @@ func TestLogoutEndsTheSessionsCodes(t *testing.T) {
 		t.Fatalf("code of a signed-out session: %d %v, want 400 invalid_grant", st, out)
 	}
 	onlyEvent(t, f.events.take(), secevent.GrantInvalid, secevent.ReasonCodeInvalid)
+}
+
+// TestRevocationReachesTokensForOtherAudiences: a client may revoke its
+// own access tokens whatever their audience — an exchanged token for
+// user-service, a client_credentials token for a service — not only
+// those for the public API, which were the only ones the endpoint
+// recognised (the rest were answered 200 and left alive).
+func TestRevocationReachesTokensForOtherAudiences(t *testing.T) {
+	f := newRevocationFixture(t)
+	subject, _ := f.userToken(t, "")
+	st, out := f.exchange(t, subject, "user-service", "users:read")
+	if st != http.StatusOK {
+		t.Fatalf("exchange: %d %v", st, out)
+	}
+	exchanged := out["access_token"].(string)
+	st, out = f.token(t, url.Values{"grant_type": {GrantClientCredentials}, "client_id": {"order-service"},
+		"scope": {"users:read"}, "audience": {"user-service"}}, true)
+	if st != http.StatusOK {
+		t.Fatalf("client_credentials: %d %v", st, out)
+	}
+	machine := out["access_token"].(string)
+	userService, err := tokens.NewVerifier(tokens.Options{Issuer: f.srv.cfg.Issuer, Audience: "user-service",
+		Keys: ownKeys{f.keys}, Revocations: f.srv.revs, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tok := range map[string]string{"exchanged token": exchanged, "client_credentials token": machine} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := userService.Verify(context.Background(), tok); err != nil {
+				t.Fatalf("before revocation: %v", err)
+			}
+			if st, out := f.post(t, "/oauth2/revoke", url.Values{"client_id": {"order-service"}, "token": {tok}}, true); st != http.StatusOK {
+				t.Fatalf("revoke: %d %v", st, out)
+			}
+			if _, err := userService.Verify(context.Background(), tok); tokens.ReasonOf(err) != tokens.ReasonRevoked {
+				t.Fatalf("after revocation: %v, want revoked", err)
+			}
+			onlyEvent(t, f.events.take(), secevent.TokenRevoked, secevent.ReasonUser)
+		})
+	}
 }

@@ -141,7 +141,9 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	access   *tokens.Verifier
-	throttle *Throttle
+	// accessOpts are access's options, for verifiers of other audiences.
+	accessOpts tokens.Options
+	throttle   *Throttle
 	// services is the per-service token budget (Config.ServiceThrottle).
 	services *Throttle
 	pages    *template.Template
@@ -170,9 +172,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if d.Revocations != nil {
 		revs = d.Revocations
 	}
-	v, err := tokens.NewVerifier(tokens.Options{
+	s.accessOpts = tokens.Options{
 		Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: ownKeys{d.Keys}, Revocations: revs, Now: s.now,
-	})
+	}
+	v, err := tokens.NewVerifier(s.accessOpts)
 	if err != nil {
 		return nil, err
 	}
