@@ -62,6 +62,9 @@ func (s *Server) authenticateClient(c *gin.Context, p Params) (*client, *oauthEr
 		id = basicID
 	}
 	if id == "" {
+		// A refusal like any other failed authentication, recorded so:
+		// no client was identified.
+		s.emit(c, secevent.ClientFailed, secevent.ReasonUnknownClient, "", "")
 		return nil, errInvalidClient("client authentication is required")
 	}
 	cl, dbErr := s.lookupClient(c, id)

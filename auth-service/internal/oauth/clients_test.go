@@ -47,3 +47,15 @@ func testMalformedBasicCredentialsAreRefused(t *testing.T, dbURL string) {
 		})
 	}
 }
+
+// TestClientAuthenticationWithoutAClientID: a token request naming no
+// client at all is invalid_client like any failed authentication, and is
+// recorded like one: one auth.client.failed/unknown_client.
+func TestClientAuthenticationWithoutAClientID(t *testing.T) {
+	f := newExchangeFixture(t)
+	st, out := f.token(t, url.Values{"grant_type": {GrantClientCredentials}}, false)
+	if st != http.StatusUnauthorized || out["error"] != "invalid_client" {
+		t.Fatalf("%d %v, want 401 invalid_client", st, out)
+	}
+	onlyEvent(t, f.events.take(), secevent.ClientFailed, secevent.ReasonUnknownClient)
+}
