@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync"
 	"time"
@@ -74,9 +75,25 @@ type Listener struct {
 	done    chan struct{}
 	once    sync.Once
 	slots   chan struct{}
+
+	mu        sync.Mutex
+	perSource map[netip.Prefix]int // handshakes in progress per source
 }
 
-const maxHandshakes = 1024
+// maxHandshakes bounds the handshakes in progress (memory: a goroutine and
+// a tls.Conn each, about 10 KiB before the first record arrives). When
+// they are all taken Accept waits, and every new client with it.
+const maxHandshakes = 4096
+
+// maxHandshakesPerSource bounds one source's share (an IPv4 address or an
+// IPv6 /64, as for rate limits). Without it one host opening
+// maxHandshakes connections and saying nothing held every slot until the
+// deadline, again and again: Accept stopped for everyone (a slowloris at
+// the handshake). 64 at once is more than any real client, and more than
+// an address-translating load balancer in front needs: at the few
+// milliseconds a handshake takes, 64 concurrent ones are more new
+// connections per second than the gateway's CPU can complete.
+const maxHandshakesPerSource = 64
 
 // Listen serves TLS on inner with cfg (which must offer "h2" and
 // "http/1.1" in NextProtos for HTTP/2) and a handshake deadline. A nil cfg
@@ -87,7 +104,7 @@ func Listen(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration,
 	}
 	l := &Listener{inner: inner, cfg: cfg, timeout: handshakeTimeout, log: log,
 		conns: make(chan net.Conn), errc: make(chan error, 1), done: make(chan struct{}),
-		slots: make(chan struct{}, maxHandshakes)}
+		slots: make(chan struct{}, maxHandshakes), perSource: map[netip.Prefix]int{}}
 	go l.acceptLoop()
 	return l
 }
@@ -114,18 +131,54 @@ func (l *Listener) acceptLoop() {
 			return
 		}
 		backoff = 0
+		src, ok := l.enter(c)
+		if !ok {
+			l.log.Debug("TLS handshake refused: too many from one source", slog.String("peer", c.RemoteAddr().String()))
+			_ = c.Close()
+			continue
+		}
 		select {
 		case l.slots <- struct{}{}:
 		case <-l.done:
+			l.leave(src)
 			_ = c.Close()
 			return
 		}
-		go l.handshake(c)
+		go l.handshake(c, src)
 	}
 }
 
-func (l *Listener) handshake(c net.Conn) {
-	defer func() { <-l.slots }()
+// enter counts a handshake against its source, or reports that the
+// source already has maxHandshakesPerSource in progress.
+func (l *Listener) enter(c net.Conn) (netip.Prefix, bool) {
+	var src netip.Prefix
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		a := ta.AddrPort().Addr().Unmap()
+		bits := 32
+		if a.Is6() {
+			bits = 64
+		}
+		src, _ = a.WithZone("").Prefix(bits)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.perSource[src] >= maxHandshakesPerSource {
+		return src, false
+	}
+	l.perSource[src]++
+	return src, true
+}
+
+func (l *Listener) leave(src netip.Prefix) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.perSource[src]--; l.perSource[src] <= 0 {
+		delete(l.perSource, src)
+	}
+}
+
+func (l *Listener) handshake(c net.Conn, src netip.Prefix) {
+	defer func() { <-l.slots; l.leave(src) }()
 	tc := tls.Server(c, l.cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	err := tc.HandshakeContext(ctx)

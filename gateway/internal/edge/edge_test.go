@@ -132,3 +132,44 @@ type recorder struct {
 func (r *recorder) Header() http.Header         { return r.h }
 func (r *recorder) Write(b []byte) (int, error) { return len(b), nil }
 func (r *recorder) WriteHeader(c int)           { r.code = c }
+
+// TestSilentClientsCannotHoldEveryHandshakeSlot: handshakes in progress
+// are bounded, so one source opening that many connections and saying
+// nothing must not hold every slot until the deadline — which would stop
+// Accept for everyone (a slowloris at the handshake). Another client's
+// handshake completes at once.
+func TestSilentClientsCannotHoldEveryHandshakeSlot(t *testing.T) {
+	cert, pool := selfSigned(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := Listen(l, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, 10*time.Second, slog.New(slog.DiscardHandler))
+	defer tl.Close()
+	go func() {
+		for {
+			c, err := tl.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	for range maxHandshakes + 10 {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	time.Sleep(100 * time.Millisecond) // let the listener take them all
+
+	// Another client (its own loopback address).
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 2 * time.Second}
+	start := time.Now()
+	c, err := tls.DialWithDialer(d, "tcp", l.Addr().String(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("another client's handshake failed after %v while one source held silent connections: %v", time.Since(start), err)
+	}
+	_ = c.Close()
+}
