@@ -314,19 +314,18 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 	common := func(name string, db bool) config.Common {
 		c := config.Common{
-			Service:           name,
-			PublicURL:         publicURL,
-			TLSCert:           filepath.Join(s.PKIDir, name+".crt"),
-			TLSKey:            filepath.Join(s.PKIDir, name+".key"),
-			TLSCA:             filepath.Join(s.PKIDir, "ca.crt"),
-			NATSURL:           s.natsClientURL(),
-			NATSUser:          name,
-			NATSPassword:      sec.NATSPasswords[name],
-			AllowedCallers:    AllowedCallers[name],
-			RequireClientCert: true,
-			LogLevel:          "info",
-			ShutdownTimeout:   10 * time.Second,
-			OTLPEndpoint:      o.OTLPEndpoint,
+			Service:         name,
+			PublicURL:       publicURL,
+			TLSCert:         filepath.Join(s.PKIDir, name+".crt"),
+			TLSKey:          filepath.Join(s.PKIDir, name+".key"),
+			TLSCA:           filepath.Join(s.PKIDir, "ca.crt"),
+			NATSURL:         s.natsClientURL(),
+			NATSUser:        name,
+			NATSPassword:    sec.NATSPasswords[name],
+			AllowedCallers:  AllowedCallers[name],
+			LogLevel:        "info",
+			ShutdownTimeout: 10 * time.Second,
+			OTLPEndpoint:    o.OTLPEndpoint,
 		}
 		if db {
 			c.DatabaseURL = databaseURL(o, dir, name)

@@ -29,8 +29,6 @@ type Common struct {
 	// AllowedCallers are the service names allowed to call this service's
 	// API over mTLS (RAMPART_ALLOWED_CALLERS).
 	AllowedCallers []string
-	// RequireClientCert must stay true outside RAMPART_INSECURE_DEV=1.
-	RequireClientCert bool
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// ShutdownTimeout bounds the drain on SIGTERM.
@@ -100,8 +98,14 @@ func ReadCommon(r *Reader, service, defaultAPIAddr, defaultOpsAddr string, needD
 			r.bad("RAMPART_ALLOWED_CALLERS", n, "must list service names ([a-z][a-z0-9-]*)")
 		}
 	}
-	c.RequireClientCert = r.Bool("RAMPART_REQUIRE_CLIENT_CERT", true)
-	r.Insecure("RAMPART_REQUIRE_CLIENT_CERT", !c.RequireClientCert, "disabling client-certificate checks")
+	// Service APIs always require a client certificate: the caller's
+	// identity is the certificate (shared/service.APITLS), and no setting,
+	// not even RAMPART_INSECURE_DEV=1, turns that off. The variable is
+	// still read so that a "false" left in an environment fails loudly
+	// instead of being silently ignored.
+	if !r.Bool("RAMPART_REQUIRE_CLIENT_CERT", true) {
+		r.Fail("RAMPART_REQUIRE_CLIENT_CERT", "client certificates between services cannot be turned off")
+	}
 
 	c.LogLevel = r.String("RAMPART_LOG_LEVEL", "info")
 	switch c.LogLevel {

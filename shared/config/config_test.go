@@ -43,7 +43,7 @@ func TestReadCommon(t *testing.T) {
 		{"an unknown database scheme is refused", "RAMPART_DATABASE_URL", "mysql://u:hunter2@h/db", "RAMPART_DATABASE_URL: must be an absolute"},
 		{"a missing NATS URL is named", "RAMPART_NATS_URL", "", "RAMPART_NATS_URL: required but not set"},
 		{"plain NATS off loopback is insecure", "RAMPART_NATS_URL", "nats://nats.internal:4222", "RAMPART_NATS_URL: plain-text NATS"},
-		{"disabling client certificates is insecure", "RAMPART_REQUIRE_CLIENT_CERT", "false", "RAMPART_REQUIRE_CLIENT_CERT: disabling client-certificate checks refused"},
+		{"client certificates cannot be turned off", "RAMPART_REQUIRE_CLIENT_CERT", "false", "RAMPART_REQUIRE_CLIENT_CERT: client certificates between services cannot be turned off"},
 		{"a malformed boolean is named", "RAMPART_REQUIRE_CLIENT_CERT", "yes", "RAMPART_REQUIRE_CLIENT_CERT: must be 1, 0, true or false"},
 		{"a bad log level is named", "RAMPART_LOG_LEVEL", "loud", "RAMPART_LOG_LEVEL: must be debug"},
 		{"a bad shutdown timeout is named", "RAMPART_SHUTDOWN_TIMEOUT", "forever", "RAMPART_SHUTDOWN_TIMEOUT: must be a duration"},
@@ -95,5 +95,20 @@ func TestInsecureDevAllowsWithAWarning(t *testing.T) {
 	}
 	if len(r.Warnings()) != 1 || !c.InsecureDev {
 		t.Fatalf("warnings %v", r.Warnings())
+	}
+}
+
+// TestInsecureDevCannotTurnOffClientCertificates: the one setting that
+// RAMPART_INSECURE_DEV=1 does not relax — a service's caller identity is its
+// certificate.
+func TestInsecureDevCannotTurnOffClientCertificates(t *testing.T) {
+	t.Parallel()
+	env := validEnv(t)
+	env["RAMPART_INSECURE_DEV"] = "1"
+	env["RAMPART_REQUIRE_CLIENT_CERT"] = "false"
+	r := NewReader(MapLookup(env))
+	ReadCommon(r, "svc", "127.0.0.1:1", "127.0.0.1:2", true)
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "RAMPART_REQUIRE_CLIENT_CERT: client certificates between services cannot be turned off") {
+		t.Fatalf("got %v, want RAMPART_REQUIRE_CLIENT_CERT refused", err)
 	}
 }

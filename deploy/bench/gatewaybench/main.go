@@ -242,7 +242,7 @@ func gateway(ctx context.Context, args []string) error {
 		Common: config.Common{
 			Service: gatewayapp.Name, PublicURL: public,
 			TLSCert: filepath.Join(pki, "gateway.crt"), TLSKey: filepath.Join(pki, "gateway.key"), TLSCA: filepath.Join(pki, "ca.crt"),
-			NATSURL: nats.ClientURL(), RequireClientCert: true, LogLevel: "info", ShutdownTimeout: 5 * time.Second,
+			NATSURL: nats.ClientURL(), LogLevel: "info", ShutdownTimeout: 5 * time.Second,
 		},
 		Upstreams: map[string]*url.URL{
 			gatewayapp.AuthService: authURL, gatewayapp.UserService: upURL, gatewayapp.OrderService: upURL,
