@@ -26,6 +26,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -134,6 +135,11 @@ func (c *Client) Customer(ctx context.Context, subjectToken, userID string) (Cus
 		c.breaker.Done(true) // the services answered
 	case ctx.Err() != nil:
 		c.breaker.Abandon() // our caller gave up: says nothing about them
+	case throttled(err):
+		// A 429 is a healthy service pacing us. Counting it as a failure
+		// would let one user who spends auth-service's exchange budget
+		// (many distinct tokens) open the circuit for every customer.
+		c.breaker.Abandon()
 	default:
 		c.breaker.Done(false)
 	}
@@ -248,6 +254,8 @@ func (c *Client) exchange(ctx context.Context, subjectToken string) (string, tim
 	case resp.StatusCode == http.StatusOK:
 	case resp.StatusCode == http.StatusBadRequest && oauthError(body) == "invalid_grant":
 		return "", 0, ErrRefused
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return "", 0, throttledBy("token exchange", resp)
 	default:
 		return "", 0, &unavailable{err: fmt.Errorf("token exchange: status %d (%s)", resp.StatusCode, oauthError(body))}
 	}
@@ -293,6 +301,8 @@ func (c *Client) lookup(ctx context.Context, token, userID string) (Customer, in
 	case http.StatusOK:
 	case http.StatusNotFound:
 		return Customer{}, resp.StatusCode, ErrNoCustomer
+	case http.StatusTooManyRequests:
+		return Customer{}, resp.StatusCode, throttledBy("user lookup", resp)
 	default:
 		// 401/403 mean our token or identity is wrong (configuration),
 		// 5xx that user-service is failing: either way no answer now.
@@ -312,6 +322,24 @@ func drain(b io.Reader) { _, _ = io.Copy(io.Discard, io.LimitReader(b, maxBody))
 type unavailable struct {
 	err        error
 	retryAfter time.Duration
+	// throttled: the service answered 429. It is up, so the breaker does
+	// not count it.
+	throttled bool
+}
+
+// throttledBy is the ErrUnavailable for a 429 from a service, carrying
+// its Retry-After (delta-seconds, capped at a minute) as the retry hint.
+func throttledBy(call string, resp *http.Response) error {
+	u := &unavailable{err: fmt.Errorf("%s: status 429 (rate limited)", call), throttled: true}
+	if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 {
+		u.retryAfter = time.Duration(min(s, 60)) * time.Second
+	}
+	return u
+}
+
+func throttled(err error) bool {
+	var u *unavailable
+	return errors.As(err, &u) && u.throttled
 }
 
 func (u *unavailable) Error() string        { return "user service unavailable: " + u.err.Error() }
@@ -336,6 +364,8 @@ func outcome(err error) string {
 		return "not_found"
 	case errors.Is(err, ErrRefused):
 		return "refused"
+	case throttled(err):
+		return "throttled"
 	}
 	return "unavailable"
 }
@@ -350,7 +380,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_order_user_lookups_total",
-			Help: "Customer lookups at user-service by outcome: ok, not_found, refused, unavailable, circuit_open.",
+			Help: "Customer lookups at user-service by outcome: ok, not_found, refused, throttled, unavailable, circuit_open.",
 		}, []string{"outcome"}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_order_exchange_cache_total",

@@ -27,11 +27,15 @@ import (
 type fakes struct {
 	exchanges atomic.Int32
 	lookups   atomic.Int32
-	// userStatus, when non-zero, is what the user service answers.
+	// userStatus, when non-zero, is what the user service answers (with
+	// Retry-After: 7).
 	userStatus atomic.Int32
 	// exchangeErr, when set, is the OAuth error the token endpoint returns.
 	exchangeErr atomic.Value
-	delay       atomic.Int64
+	// exchangeStatus, when non-zero, is what the token endpoint answers
+	// (with Retry-After: 7).
+	exchangeStatus atomic.Int32
+	delay          atomic.Int64
 	// answerID, when set, is the id the user service puts in its answer.
 	answerID atomic.Value
 
@@ -49,6 +53,11 @@ func start(t *testing.T, f *fakes, o Options) (*Client, *prometheus.Registry) {
 		f.mu.Unlock()
 		n := f.exchanges.Add(1)
 		w.Header().Set("Content-Type", "application/json")
+		if s := f.exchangeStatus.Load(); s != 0 {
+			w.Header().Set("Retry-After", "7")
+			w.WriteHeader(int(s))
+			return
+		}
 		if e, _ := f.exchangeErr.Load().(string); e != "" {
 			w.WriteHeader(http.StatusBadRequest)
 			_ = json.NewEncoder(w).Encode(map[string]string{"error": e})
@@ -74,6 +83,7 @@ func start(t *testing.T, f *fakes, o Options) (*Client, *prometheus.Registry) {
 			}
 		}
 		if s := f.userStatus.Load(); s != 0 {
+			w.Header().Set("Retry-After", "7")
 			w.WriteHeader(int(s))
 			return
 		}
@@ -235,6 +245,32 @@ func TestAnswersMapToErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	// A 429 from either service is a service pacing us, not a failing
+	// one: many of them (one user spending auth-service's exchange budget
+	// with distinct tokens) must not open the circuit for every customer.
+	for _, who := range []string{"auth-service", "user-service"} {
+		t.Run(who+" throttling", func(t *testing.T) {
+			f := &fakes{}
+			c, _ := start(t, f, Options{Breaker: breaker.Options{Threshold: 1}})
+			if who == "auth-service" {
+				f.exchangeStatus.Store(http.StatusTooManyRequests)
+			} else {
+				f.userStatus.Store(http.StatusTooManyRequests)
+			}
+			for i := range 3 {
+				_, err := c.Customer(ctx, "t"+strconv.Itoa(i), alice)
+				if !errors.Is(err, ErrUnavailable) || RetryAfter(err) != 7*time.Second {
+					t.Fatalf("call %d: %v (retry after %s), want ErrUnavailable after 7s", i, err, RetryAfter(err))
+				}
+			}
+			if c.breaker.State() != breaker.Closed || f.exchanges.Load() != 3 {
+				t.Fatalf("breaker %s after three 429s, %d exchanges: a 429 opened the circuit", c.breaker.State(), f.exchanges.Load())
+			}
+			if n := testutil.ToFloat64(c.metrics.calls.WithLabelValues("throttled")); n != 3 {
+				t.Errorf("calls{outcome=throttled} = %v, want 3", n)
+			}
+		})
+	}
 	t.Run("user-service failing", func(t *testing.T) {
 		f := &fakes{}
 		c, _ := start(t, f, Options{})
