@@ -42,7 +42,8 @@ type deleted struct {
 // OnUserDeleted returns the handler. Tokens are revoked before the account
 // is touched: the revocation is idempotent, so a crash in between only
 // means it runs again on redelivery, whereas the other order could record
-// the event as done with the tokens still live. The security events are
+// the event as done with the tokens still live. They are revoked again
+// after it, for what was issued in between. The security events are
 // emitted once, by the delivery that did the erasure.
 func OnUserDeleted(accounts Accounts, revoker Revoker, events Emitter, log *slog.Logger) consumer.Handler {
 	return func(ctx context.Context, ev natsx.Event) error {
@@ -58,6 +59,13 @@ func OnUserDeleted(accounts Accounts, revoker Revoker, events Emitter, log *slog
 		}
 		erased, err := accounts.Erase(ctx, UserDeleted, ev.ID, d.UserID)
 		if err != nil || !erased {
+			return err
+		}
+		// And once more now that the account is disabled: a login or a
+		// refresh that completed between the first revocation and the
+		// erasure minted tokens after its not-before time. No grant
+		// succeeds for a disabled account from here on.
+		if err := revoker.RevokeSubject(ctx, d.UserID, string(secevent.ReasonErasure)); err != nil {
 			return err
 		}
 		events.Emit(ctx, secevent.Event{Type: secevent.TokenRevoked, Reason: secevent.ReasonErasure, Subject: d.UserID})
