@@ -134,6 +134,12 @@ func LoadConfig(lookup config.Lookup) (Config, error) {
 	cfg.TokenCacheSize = r.Int("RAMPART_TOKEN_CACHE_SIZE", 100_000, -1, 10_000_000)
 
 	cfg.TrustedProxies = r.CIDRs("RAMPART_TRUSTED_PROXIES")
+	for _, p := range cfg.TrustedProxies {
+		// Trusting every address makes X-Forwarded-For the client's own
+		// word: it would pick its rate-limit budget (login and token
+		// throttles included) and the address in every event and log.
+		r.Insecure("RAMPART_TRUSTED_PROXIES", p.Bits() == 0, "trusting every address ("+p.String()+")")
+	}
 	cfg.TrustClientTrace = r.Bool("RAMPART_TRUST_CLIENT_TRACE", false)
 
 	cfg.MaxURLBytes = r.Int("RAMPART_MAX_URL_BYTES", 8<<10, 256, 64<<10)

@@ -45,6 +45,8 @@ func TestLoadConfig(t *testing.T) {
 		{"a malformed upstream timeout is named", "RAMPART_UPSTREAM_TIMEOUT", "soon", "RAMPART_UPSTREAM_TIMEOUT"},
 		{"the JWKS URL is required", "RAMPART_JWKS_URL", "", "RAMPART_JWKS_URL"},
 		{"a trusted proxy must be a CIDR", "RAMPART_TRUSTED_PROXIES", "10.0.0.0/8, everyone", "RAMPART_TRUSTED_PROXIES"},
+		{"trusting every IPv4 address is refused", "RAMPART_TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0", "RAMPART_TRUSTED_PROXIES"},
+		{"trusting every IPv6 address is refused", "RAMPART_TRUSTED_PROXIES", "::/0", "RAMPART_TRUSTED_PROXIES"},
 		{"a rate limit needs a unit", "RAMPART_RATELIMIT_LOGIN", "10", "RAMPART_RATELIMIT_LOGIN"},
 		{"a rate limit unit must be s, m or h", "RAMPART_RATELIMIT_ANONYMOUS", "10/d", "RAMPART_RATELIMIT_ANONYMOUS"},
 		{"a rate limit burst must be positive", "RAMPART_RATELIMIT_TOKEN", "10/m:0", "RAMPART_RATELIMIT_TOKEN"},
