@@ -137,6 +137,9 @@ func New(ctx context.Context, o Options) (*Consumer, error) {
 		if err := o.Registerer.Register(c.handled); err != nil {
 			return nil, fmt.Errorf("consumer %s: metrics: %w", o.Name, err)
 		}
+		// Exported at 0 from the start, so that increase() in the
+		// RampartEventsAbandoned alert sees the first one.
+		c.handled.WithLabelValues(outcomeExhausted)
 	}
 	cfg := jetstream.ConsumerConfig{
 		Durable: o.Name, AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -214,6 +217,11 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		// where an alert can see it, and terminate it explicitly.
 		span.SetStatus(codes.Error, "exhausted")
 		span.RecordError(err)
+		if md, merr := msg.Metadata(); merr == nil {
+			// Where an operator finds the event to publish it again
+			// (docs/operations.md, RampartEventsAbandoned).
+			log = log.With(slog.Uint64("stream_seq", md.Sequence.Stream))
+		}
 		log.Error("event abandoned: every delivery failed", slog.Any("error", err), slog.Int("deliveries", c.o.MaxDeliver))
 		c.handled.WithLabelValues(outcomeExhausted).Inc()
 		_ = msg.Term()
