@@ -160,6 +160,9 @@ func (l *Listener) enter(c net.Conn) (netip.Prefix, bool) {
 		}
 		src, _ = a.WithZone("").Prefix(bits)
 	}
+	if !src.IsValid() {
+		return src, true // not TCP (tests, a local socket): no source to count
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perSource[src] >= maxHandshakesPerSource {
@@ -170,6 +173,9 @@ func (l *Listener) enter(c net.Conn) (netip.Prefix, bool) {
 }
 
 func (l *Listener) leave(src netip.Prefix) {
+	if !src.IsValid() {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perSource[src]--; l.perSource[src] <= 0 {
