@@ -86,13 +86,12 @@ type Listener struct {
 const maxHandshakes = 4096
 
 // maxHandshakesPerSource bounds one source's share (an IPv4 address or an
-// IPv6 /64, as for rate limits). Without it one host opening
-// maxHandshakes connections and saying nothing held every slot until the
-// deadline, again and again: Accept stopped for everyone (a slowloris at
-// the handshake). 64 at once is more than any real client, and more than
-// an address-translating load balancer in front needs: at the few
-// milliseconds a handshake takes, 64 concurrent ones are more new
-// connections per second than the gateway's CPU can complete.
+// IPv6 /64, as for rate limits) once half of all slots are taken. Without
+// it one host opening maxHandshakes connections and saying nothing held
+// every slot until the deadline, again and again: Accept stopped for
+// everyone (a slowloris at the handshake). Below half, a source may take
+// more: a benchmark or an address-translating load balancer opening
+// hundreds of connections at once is not refused.
 const maxHandshakesPerSource = 64
 
 // Listen serves TLS on inner with cfg (which must offer "h2" and
@@ -149,7 +148,8 @@ func (l *Listener) acceptLoop() {
 }
 
 // enter counts a handshake against its source, or reports that the
-// source already has maxHandshakesPerSource in progress.
+// source already has maxHandshakesPerSource in progress while half of
+// all slots are taken.
 func (l *Listener) enter(c net.Conn) (netip.Prefix, bool) {
 	var src netip.Prefix
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
@@ -165,7 +165,7 @@ func (l *Listener) enter(c net.Conn) (netip.Prefix, bool) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.perSource[src] >= maxHandshakesPerSource {
+	if l.perSource[src] >= maxHandshakesPerSource && len(l.slots) >= maxHandshakes/2 {
 		return src, false
 	}
 	l.perSource[src]++

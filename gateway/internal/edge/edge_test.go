@@ -173,3 +173,42 @@ func TestSilentClientsCannotHoldEveryHandshakeSlot(t *testing.T) {
 	}
 	_ = c.Close()
 }
+
+// TestABurstFromOneSourceIsServed: the per-source share applies only when
+// the handshake slots run short: hundreds of connections opened at once
+// from one address (a benchmark, a load balancer that translates
+// addresses) all complete their handshakes.
+func TestABurstFromOneSourceIsServed(t *testing.T) {
+	cert, pool := selfSigned(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := Listen(l, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, 10*time.Second, slog.New(slog.DiscardHandler))
+	defer tl.Close()
+	go func() {
+		for {
+			c, err := tl.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	const n = 3 * maxHandshakesPerSource
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", l.Addr().String(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+			if err == nil {
+				_ = c.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("a handshake of the burst failed: %v", err)
+		}
+	}
+}
