@@ -251,6 +251,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *reqctx.Inf
 	}
 
 	if p == "/healthz" || p == "/readyz" {
+		// The health mux would answer another method with its own
+		// plain-text 405, without the problem body and the event every
+		// other refusal has.
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			h.reject(w, r, secevent.ReasonBadMethod, problem.New(problem.MethodNotAllowed, "method not allowed on this route"))
+			return "health"
+		}
 		h.Health.ServeHTTP(w, r)
 		return "health"
 	}

@@ -81,6 +81,8 @@ func TestRouting(t *testing.T) {
 		{"TRACE is never allowed", "TRACE", "/api/v1/catalog", refusal{405, secevent.RequestRejected, "bad_method"}},
 		{"an unknown method is 405", "PROPFIND", "/api/v1/catalog", refusal{405, secevent.RequestRejected, "bad_method"}},
 		{"GET on the token endpoint is 405", "GET", "/oauth2/token", refusal{405, secevent.RequestRejected, "bad_method"}},
+		{"POST on a health endpoint is 405 like on any route", "POST", "/readyz", refusal{405, secevent.RequestRejected, "bad_method"}},
+		{"a health endpoint answers GET", "GET", "/healthz", refusal{status: 200}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
