@@ -47,6 +47,12 @@ func (s *Server) lookupClient(c *gin.Context, id string) (*store.Client, error) 
 // Every failure is invalid_client (401) and one auth.client.failed event,
 // and answers the same whether or not the client exists.
 func (s *Server) authenticateClient(c *gin.Context, p Params) (*client, *oauthError) {
+	// Two Authorization headers are two sets of credentials, and which
+	// one counts would be up to each parser on the way: refused like a
+	// repeated parameter (ParseValues).
+	if len(c.Request.Header.Values("Authorization")) > 1 {
+		return nil, errInvalidRequest("the Authorization header is repeated")
+	}
 	basicID, basicSecret, hasBasic, err := basicAuth(c.GetHeader("Authorization"))
 	if err != nil {
 		s.emit(c, secevent.ClientFailed, secevent.ReasonBadSecret, "", "")

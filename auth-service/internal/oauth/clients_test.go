@@ -59,3 +59,26 @@ func TestClientAuthenticationWithoutAClientID(t *testing.T) {
 	}
 	onlyEvent(t, f.events.take(), secevent.ClientFailed, secevent.ReasonUnknownClient)
 }
+
+// TestRepeatedAuthorizationHeaderIsRefused: two Authorization headers are
+// two sets of credentials, and which one counts would be up to each
+// parser on the way (RFC 9110 §5.3 allows no list here): the request is
+// malformed, as a repeated form parameter is, whichever header is valid.
+func TestRepeatedAuthorizationHeaderIsRefused(t *testing.T) {
+	f := newExchangeFixture(t)
+	basic := func(id, secret string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))
+	}
+	req := httptest.NewRequest(http.MethodPost, "/oauth2/token",
+		strings.NewReader(url.Values{"grant_type": {GrantClientCredentials}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Add("Authorization", basic(DemoClientID, ""))
+	req.Header.Add("Authorization", basic("order-service", ""))
+	rec := httptest.NewRecorder()
+	f.engine.ServeHTTP(rec, req)
+	var out map[string]any
+	_ = json.Unmarshal(rec.Body.Bytes(), &out)
+	if rec.Code != http.StatusBadRequest || out["error"] != "invalid_request" {
+		t.Fatalf("%d %s, want 400 invalid_request", rec.Code, rec.Body)
+	}
+}
