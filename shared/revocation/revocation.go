@@ -145,17 +145,23 @@ func (l *List) RevokeSubject(ctx context.Context, subject string, notBefore time
 // denies), applies it locally, then publishes the fast notification.
 func (l *List) put(ctx context.Context, r Record) error {
 	if r.Kind == KindSubject {
-		// Never move a not-before time backwards.
+		// Never move a not-before time backwards, here or in the bucket.
 		if cur, ok := l.NotBefore(r.ID); ok && cur.After(r.At) {
 			r.At = cur
+		}
+		var err error
+		if r, err = l.storeSubject(ctx, r); err != nil {
+			return err
 		}
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	if _, err := l.kv.Put(ctx, key(r.Kind, r.ID), b); err != nil {
-		return fmt.Errorf("revocation: store: %w", err)
+	if r.Kind != KindSubject {
+		if _, err := l.kv.Put(ctx, key(r.Kind, r.ID), b); err != nil {
+			return fmt.Errorf("revocation: store: %w", err)
+		}
 	}
 	l.apply(r)
 	if err := l.nc.Publish(natsx.SubjectRevocations, b); err != nil {
@@ -163,6 +169,49 @@ func (l *List) put(ctx context.Context, r Record) error {
 		l.log.Warn("revocation notify failed", slog.Any("error", err))
 	}
 	return nil
+}
+
+// storeSubject writes a subject's not-before time with compare-and-set and
+// returns the record now stored. The local list is not enough to keep the
+// time from moving back: a writer that has not yet received another's
+// later record (another replica, or a concurrent request) would overwrite
+// it with its earlier time, and a process starting afterwards would load
+// that and accept the tokens issued in between.
+func (l *List) storeSubject(ctx context.Context, r Record) (Record, error) {
+	k := key(r.Kind, r.ID)
+	for range 16 {
+		var rev uint64
+		e, err := l.kv.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return r, fmt.Errorf("revocation: store: %w", err)
+		default:
+			rev = e.Revision()
+			if cur, ok := decode(e.Value()); ok && cur.Kind == r.Kind && !cur.At.Before(r.At) {
+				r.At = cur.At
+				return r, nil // the bucket already holds this time or a later one
+			}
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			return r, err
+		}
+		if rev == 0 {
+			_, err = l.kv.Create(ctx, k, b)
+		} else {
+			_, err = l.kv.Update(ctx, k, b, rev)
+		}
+		switch {
+		case err == nil:
+			return r, nil
+		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			continue // another writer got in first: read its record again
+		default:
+			return r, fmt.Errorf("revocation: store: %w", err)
+		}
+	}
+	return r, errors.New("revocation: store: subject record kept changing")
 }
 
 // key maps a record to a KV key. Ids are base64url-encoded so any string is

@@ -171,3 +171,48 @@ func BenchmarkRevoked(b *testing.B) {
 		l.Revoked(ctx, "c5c5f0e8-4c2e-4a49-9b84-7c1e9d3f6a10", "8e2f5f8b-1b1f-4c45-8a55-0c2f4e8b9d11", iat)
 	}
 }
+
+// TestNotBeforeNeverMovesBackInTheBucket: two writers revoking one subject
+// at about the same time (two auth-service replicas, or two requests of
+// one), the second not having seen the first's record yet. The later
+// not-before must stay the bucket's, or a process that starts afterwards
+// loads the earlier one and accepts the tokens issued between the two.
+func TestNotBeforeNeverMovesBackInTheBucket(t *testing.T) {
+	for name, url := range servers(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			first := open(t, url)
+			// A writer that has not received the first one's record yet.
+			nc, err := natsx.Connect(ctx, natsx.Options{URL: url, Name: "revocation-test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(nc.Close)
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			behind, err := Open(ctx, Options{JS: js, NATS: nc})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			sub := uuid.NewString()
+			earlier := time.Now().Add(-time.Minute).Truncate(time.Second)
+			later := earlier.Add(30 * time.Second)
+			if err := first.RevokeSubject(ctx, sub, later); err != nil {
+				t.Fatal(err)
+			}
+			if err := behind.RevokeSubject(ctx, sub, earlier); err != nil {
+				t.Fatal(err)
+			}
+			late := open(t, url)
+			if nb, ok := late.NotBefore(sub); !ok || !nb.Equal(later.UTC()) {
+				t.Fatalf("a list started afterwards loaded not-before %v, want %v", nb, later.UTC())
+			}
+			if !late.Revoked(ctx, "x", sub, earlier.Add(10*time.Second)) {
+				t.Fatal("a token issued between the two revocations passes")
+			}
+		})
+	}
+}
