@@ -97,7 +97,10 @@ func Open(ctx context.Context, o Options) (*List, error) {
 // resolution, so a token minted in the same second as the revocation is
 // denied too: erring that way never lets a token issued before the
 // revocation through. (The auth service waits out that second before it
-// issues a new token to a revoked subject.)
+// issues a new token to a revoked subject.) The comparison is on iat's
+// second, not T's: NumericDate allows fractions, and comparing a
+// fractional iat with T rounded down let a token issued earlier in T's
+// second through.
 func (l *List) Revoked(_ context.Context, jti, subject string, issuedAt time.Time) bool {
 	l.mu.RLock()
 	_, tok := l.tokens[jti]
@@ -106,7 +109,7 @@ func (l *List) Revoked(_ context.Context, jti, subject string, issuedAt time.Tim
 	if tok && jti != "" {
 		return true
 	}
-	return sub && subject != "" && !issuedAt.After(nb.Truncate(time.Second))
+	return sub && subject != "" && !issuedAt.Truncate(time.Second).After(nb)
 }
 
 // NotBefore returns the subject's not-before time, if it has one.

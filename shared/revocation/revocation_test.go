@@ -216,3 +216,31 @@ func TestNotBeforeNeverMovesBackInTheBucket(t *testing.T) {
 		})
 	}
 }
+
+// TestSubjectRevocationDeniesFractionalIssuedAt: NumericDate allows
+// fractions (RFC 7519 §2), and the verifier accepts them. A token issued
+// earlier in the revocation's second is denied whatever the precision of
+// its iat, not only when iat is a whole second.
+func TestSubjectRevocationDeniesFractionalIssuedAt(t *testing.T) {
+	l := open(t, servers(t)["embedded"])
+	ctx := context.Background()
+	sub := uuid.NewString()
+	second := time.Now().Add(-time.Minute).Truncate(time.Second)
+	if err := l.RevokeSubject(ctx, sub, second.Add(700*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		iat    time.Time
+		denied bool
+	}{
+		{second, true},
+		{second.Add(300 * time.Millisecond), true}, // before the revocation
+		{second.Add(900 * time.Millisecond), true}, // its second: erring on the safe side
+		{second.Add(time.Second), false},
+		{second.Add(1300 * time.Millisecond), false},
+	} {
+		if got := l.Revoked(ctx, "x", sub, tc.iat); got != tc.denied {
+			t.Errorf("iat %s after the second: denied %v, want %v", tc.iat.Sub(second), got, tc.denied)
+		}
+	}
+}
