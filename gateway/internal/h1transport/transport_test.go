@@ -553,6 +553,13 @@ func TestBytesAfterTheAnswerAreNeverTheNextAnswer(t *testing.T) {
 		switch r.URL.Path {
 		case "/long":
 			_, _ = bw.WriteString(head + "ok" + forged)
+		case "/long-big":
+			// Long enough, and written in full-size TLS records, that the
+			// body is read past the buffer straight from the TLS
+			// connection, which keeps the rest of the record.
+			_ = bw.Flush()
+			big := strings.Repeat("b", 300<<10)
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+fmt.Sprint(len(big))+"\r\n\r\n"+big+forged)
 		case "/head-body":
 			// A HEAD answer's Content-Length is the GET body's; the bytes
 			// after the head are a whole answer of their own.
@@ -571,13 +578,24 @@ func TestBytesAfterTheAnswerAreNeverTheNextAnswer(t *testing.T) {
 	})
 	for _, tc := range []struct{ name, method, path string }{
 		{"body longer than Content-Length", "GET", "/long"},
+		{"body longer than Content-Length, read past the buffer", "GET", "/long-big"},
 		{"body on a HEAD answer", "HEAD", "/head-body"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt, _ := newTransport(t, u, Options{})
-			if resp, _ := get(t, rt, tc.method, u.URL+tc.path); resp.StatusCode != 200 {
-				t.Fatalf("first answer: %d", resp.StatusCode)
+			req, _ := http.NewRequest(tc.method, u.URL+tc.path, nil)
+			resp, err := rt.RoundTrip(req)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("first answer: %v %v", resp, err)
 			}
+			// Read as ReverseProxy does, with a 32 KiB buffer.
+			buf := make([]byte, 32<<10)
+			for {
+				if _, err := resp.Body.Read(buf); err != nil {
+					break
+				}
+			}
+			_ = resp.Body.Close()
 			if _, body := get(t, rt, "GET", u.URL+"/"); body != "real" {
 				t.Fatalf("next answer %q, want %q: bytes the upstream sent after an answer were read as the next one", body, "real")
 			}
