@@ -118,8 +118,9 @@ func TestRPInitiatedLogoutEndsTheSessionAndItsTokens(t *testing.T) {
 
 // TestRPInitiatedLogoutRefusals: a hint we cannot verify, a hint for
 // another client, or an address the client has not registered is a 400
-// page with no redirect and exactly one security event; the session (if
-// any) still ends.
+// page with no redirect and exactly one security event. A session ends
+// only on a verified hint of its user; otherwise the page is the logout
+// confirmation (TestRPInitiatedLogoutWithoutHintAsksFirst).
 func TestRPInitiatedLogoutRefusals(t *testing.T) {
 	e := start(t)
 	user := e.Credentials.Accounts["user"]
@@ -177,4 +178,94 @@ func TestRPInitiatedLogoutRefusals(t *testing.T) {
 		}
 		e.assertRevokedAtTheEdge(t, tok)
 	})
+}
+
+// TestRPInitiatedLogoutWithoutHintAsksFirst: without a valid id_token_hint
+// a logout GET changes nothing (RP-Initiated Logout §2: the OP asks the
+// user): any page could otherwise sign the user out with a top-level
+// navigation. It answers a confirmation form, CSRF protected as the login
+// form is; a post without the form's token is refused with one
+// auth.login.failed/csrf, the form's own post signs out as a hinted GET does.
+func TestRPInitiatedLogoutWithoutHintAsksFirst(t *testing.T) {
+	e := start(t)
+	user := e.Credentials.Accounts["user"]
+	b := e.browser(t)
+	tok := e.browserTokens(t, b, user, "openid offline_access")
+	const back = "http://127.0.0.1:53682/"
+
+	total0 := e.allSecEvents(t, stack.Auth)
+	resp, page := get(t, b, e.logoutURL(url.Values{"client_id": {"rampart-demo"}, "post_logout_redirect_uri": {back}, "state": {"s&x=1"}}), nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
+		t.Fatalf("hint-less logout GET: %d %q, want 200 and the confirmation", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if sessionCookieCleared(resp) {
+		t.Error("the GET cleared the session cookie")
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(strings.ToLower(string(page)), "<script") {
+		t.Errorf("confirmation page CSP %q, or it has a script", csp)
+	}
+	f := parseForm(t, page)
+	if f.action != "/oauth2/logout" || f.values.Get("csrf_token") == "" || f.values.Get("post_logout_redirect_uri") != back || f.values.Get("state") != "s&x=1" {
+		t.Fatalf("confirmation form %+v", f)
+	}
+	if d := e.allSecEvents(t, stack.Auth) - total0; d != 0 {
+		t.Errorf("the GET emitted %v security events", d)
+	}
+	if st := e.userinfoStatus(t, tok["access_token"].(string)); st != http.StatusOK {
+		t.Errorf("the session's token after the GET: userinfo %d", st)
+	}
+	action := resp.Request.URL.ResolveReference(&url.URL{Path: f.action}).String()
+
+	// A forged post: this browser's cookies, but not the form's token.
+	for name, v := range map[string]url.Values{
+		"no token":     {"client_id": {"rampart-demo"}},
+		"forged token": {"request": {f.values.Get("request")}, "csrf_token": {"forged"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			before, total := e.secEvents(t, stack.Auth, "auth.login.failed", "csrf"), e.allSecEvents(t, stack.Auth)
+			post, err := b.PostForm(action, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = post.Body.Close()
+			if post.StatusCode != http.StatusForbidden || sessionCookieCleared(post) {
+				t.Errorf("%d, cookie cleared %v, want 403 and the session kept", post.StatusCode, sessionCookieCleared(post))
+			}
+			if d := e.secEvents(t, stack.Auth, "auth.login.failed", "csrf") - before; d != 1 {
+				t.Errorf("auth.login.failed/csrf events: %v, want exactly one", d)
+			}
+			if d := e.allSecEvents(t, stack.Auth) - total; d != 1 {
+				t.Errorf("%v security events, want exactly one", d)
+			}
+		})
+	}
+	// The session is alive: authorizing signs in silently.
+	resp, _ = get(t, b, e.authURL(t, oauth2.GenerateVerifier(), "s", callback, nil), nil)
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), callback) {
+		t.Fatalf("authorize after refused logouts → %d %q, want a silent sign-in", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if st := e.userinfoStatus(t, tok["access_token"].(string)); st != http.StatusOK {
+		t.Errorf("the session's token after refused logouts: userinfo %d", st)
+	}
+
+	// The user confirms.
+	revoked0, total0 := e.secEvents(t, stack.Auth, "auth.token.revoked", "logout"), e.allSecEvents(t, stack.Auth)
+	post, err := b.PostForm(action, f.values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = post.Body.Close()
+	if post.StatusCode != http.StatusSeeOther || post.Header.Get("Location") != back+"?state=s%26x%3D1" {
+		t.Fatalf("confirmed logout: %d %q", post.StatusCode, post.Header.Get("Location"))
+	}
+	if !sessionCookieCleared(post) {
+		t.Errorf("session cookie not cleared: %v", post.Header.Values("Set-Cookie"))
+	}
+	if d := e.secEvents(t, stack.Auth, "auth.token.revoked", "logout") - revoked0; d != 1 {
+		t.Errorf("auth.token.revoked/logout events: %v", d)
+	}
+	if d := e.allSecEvents(t, stack.Auth) - total0; d != 1 {
+		t.Errorf("logout emitted %v security events, want 1", d)
+	}
+	e.assertRevokedAtTheEdge(t, tok)
 }

@@ -51,8 +51,9 @@ const (
 	ReasonUnknownAccount Reason = "unknown_account"
 	ReasonDisabled       Reason = "disabled"
 	ReasonLocked         Reason = "locked"
-	// ReasonCSRF is a login form posted without its CSRF token or browser
-	// binding: a login-CSRF attempt, or a form that sat open too long.
+	// ReasonCSRF is a login form (or the logout confirmation form) posted
+	// without its CSRF token or browser binding: a login- or logout-CSRF
+	// attempt, or a form that sat open too long.
 	ReasonCSRF Reason = "csrf"
 
 	ReasonBadSecret      Reason = "bad_secret"

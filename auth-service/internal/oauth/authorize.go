@@ -21,10 +21,13 @@ import (
 
 // Cookie names. The __Host- prefix makes the browser refuse the cookie
 // unless it is Secure, has Path=/ and no Domain: no subdomain and no plain
-// HTTP page can set or overwrite it.
+// HTTP page can set or overwrite it. The logout confirmation binds its
+// form to the browser as the login form does, under a cookie of its own so
+// that neither form clears or overwrites the other's binding.
 const (
 	sessionCookie = "__Host-rampart_session"
 	loginCookie   = "__Host-rampart_login"
+	logoutCookie  = "__Host-rampart_logout"
 )
 
 // authzRequest is a validated authorization request.
@@ -183,18 +186,31 @@ func (s *Server) renderLogin(c *gin.Context, status int, row *store.AuthRequest,
 // pendingRequest loads an unexpired authorization request that belongs to
 // this browser (its login cookie matches).
 func (s *Server) pendingRequest(c *gin.Context, id string) (*store.AuthRequest, bool) {
+	return s.boundRequest(c, hash(id), loginCookie)
+}
+
+// boundRequest loads the unexpired form request stored under idHash whose
+// browser binding is this browser's cookie: the login form's and the
+// logout confirmation's.
+func (s *Server) boundRequest(c *gin.Context, idHash, cookie string) (*store.AuthRequest, bool) {
 	var row store.AuthRequest
-	if err := s.db.WithContext(c.Request.Context()).Where("id_hash = ?", hash(id)).Take(&row).Error; err != nil {
+	if err := s.db.WithContext(c.Request.Context()).Where("id_hash = ?", idHash).Take(&row).Error; err != nil {
 		return nil, false
 	}
 	if s.now().After(row.ExpiresAt) {
 		return nil, false
 	}
-	binding, err := c.Cookie(loginCookie)
+	binding, err := c.Cookie(cookie)
 	if err != nil || subtle.ConstantTimeCompare([]byte(hash(binding)), []byte(row.LoginHash)) != 1 {
 		return nil, false
 	}
 	return &row, true
+}
+
+// csrfValid reports whether token is the CSRF token last rendered into
+// row's form.
+func csrfValid(row *store.AuthRequest, token string) bool {
+	return row != nil && token != "" && subtle.ConstantTimeCompare([]byte(hash(token)), []byte(row.CSRFHash)) == 1
 }
 
 // loginSubmit is POST /login.
@@ -217,8 +233,7 @@ func (s *Server) loginSubmit(c *gin.Context) {
 	// forged cross-site post has neither this browser's __Host- cookie
 	// value nor the token rendered into its form.
 	row, ok := s.pendingRequest(c, p.Get("request"))
-	if !ok || p.Get("csrf_token") == "" ||
-		subtle.ConstantTimeCompare([]byte(hash(p.Get("csrf_token"))), []byte(row.CSRFHash)) != 1 {
+	if !ok || !csrfValid(row, p.Get("csrf_token")) {
 		s.emit(c, secevent.LoginFailed, secevent.ReasonCSRF, "", "")
 		s.errorPage(c, http.StatusForbidden, "This sign-in form has expired or was not sent by this site. Go back to the application and start again.")
 		return
@@ -377,6 +392,19 @@ var pages = template.Must(template.New("pages").Parse(`
 </main></body></html>{{end}}
 {{define "error"}}{{template "head"}}
 <main><h1>Sign-in problem</h1><p>{{.Message}}</p></main></body></html>{{end}}
+{{define "logout"}}{{template "head"}}
+<main>
+<h1>Sign out of Rampart?</h1>
+{{if .Error}}<p role="alert">{{.Error}}</p>{{end}}
+<form method="post" action="/oauth2/logout">
+<input type="hidden" name="request" value="{{.Request}}">
+<input type="hidden" name="csrf_token" value="{{.CSRF}}">
+{{with .ClientID}}<input type="hidden" name="client_id" value="{{.}}">{{end}}
+{{with .PostLogoutRedirectURI}}<input type="hidden" name="post_logout_redirect_uri" value="{{.}}">{{end}}
+{{with .State}}<input type="hidden" name="state" value="{{.}}">{{end}}
+<p><button type="submit">Sign out</button></p>
+</form>
+</main></body></html>{{end}}
 {{define "loggedout"}}{{template "head"}}
 <main><h1>Signed out</h1><p>You are signed out of Rampart.</p>{{with .}}<p>{{.}}</p>{{end}}</main></body></html>{{end}}
 `))

@@ -215,57 +215,179 @@ func (s *Server) userinfo(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// logout is OIDC RP-initiated logout 1.0: it ends the browser session and
-// revokes the refresh tokens (and access tokens) issued within it. It
-// redirects only to a post_logout_redirect_uri registered for the client
-// that id_token_hint (or client_id) names, matched as redirect URIs are;
-// state is echoed. A bad hint or an unregistered address is refused — the
-// session still ends, since the user asked to sign out — with a 400 page,
-// no redirect, and one security event.
+// logout is OIDC RP-initiated logout 1.0 (GET and POST /oauth2/logout): it
+// ends the browser session and revokes the refresh tokens (and access
+// tokens) issued within it. It redirects only to a post_logout_redirect_uri
+// registered for the client that id_token_hint (or client_id) names,
+// matched as redirect URIs are; state is echoed. A bad hint or an
+// unregistered address is refused with a 400 page, no redirect, and one
+// security event.
+//
+// A request that can end a session must show that the user asked for it
+// (RP-Initiated Logout §2: without a valid id_token_hint the OP SHOULD ask
+// the End-User). Otherwise any page could sign a user out with a top-level
+// navigation: logout CSRF. So a GET ends the session at once only with a
+// verified hint of this session's user (or when there is no session to
+// end); any other GET is answered with a confirmation form — CSRF
+// protected as the login form is — that posts the validated parameters
+// back, and only that POST ends the session.
 func (s *Server) logout(c *gin.Context) {
-	p, err := ParseQuery(c.Request)
+	post := c.Request.Method == http.MethodPost
+	var p Params
+	var err error
+	if post {
+		p, err = ParseForm(c.Request)
+	} else {
+		p, err = ParseQuery(c.Request)
+	}
 	if err != nil {
 		s.errorPage(c, http.StatusBadRequest, "The sign-out request is malformed.")
 		return
 	}
-	s.endSession(c)
-
-	target := p.Get("post_logout_redirect_uri")
-	clientID := p.Get("client_id")
-	if hint := p.Get("id_token_hint"); hint != "" {
-		aud, reason := s.idTokenAudience(hint)
-		if reason != "" {
-			s.emit(c, secevent.TokenRejected, reason, "", "")
-			s.page(c, http.StatusBadRequest, "loggedout", "The application's sign-out request could not be verified, so you were not sent back to it.")
-			return
-		}
-		if clientID != "" && clientID != aud {
-			s.emit(c, secevent.GrantInvalid, secevent.ReasonClientMismatch, "", aud)
-			s.page(c, http.StatusBadRequest, "loggedout", "The application's sign-out request is inconsistent, so you were not sent back to it.")
-			return
-		}
-		clientID = aud
+	if post && !s.logoutConfirmed(c, p) {
+		s.emit(c, secevent.LoginFailed, secevent.ReasonCSRF, "", "")
+		s.errorPage(c, http.StatusForbidden, "This sign-out form has expired or was not sent by this site. Go back to the application and sign out again.")
+		return
 	}
-	if target == "" {
-		s.page(c, http.StatusOK, "loggedout", nil)
+
+	req := logoutRequest{ClientID: p.Get("client_id"), PostLogoutRedirectURI: p.Get("post_logout_redirect_uri"), State: p.Get("state")}
+	hint := p.Get("id_token_hint")
+	var hintAud, hintSub string
+	var hintReason secevent.Reason
+	if hint != "" {
+		hintAud, hintSub, hintReason = s.idTokenClaims(hint)
+	}
+	// Whether the request itself is the user's word: decided before any
+	// state changes, from a verified hint and a read of the session.
+	confirmed := post
+	if !confirmed {
+		sess := s.sessionRow(c)
+		confirmed = sess == nil || (hint != "" && hintReason == "" && hintSub == sess.AccountID)
+	}
+	if confirmed {
+		s.endSession(c)
+	}
+	// done answers a request that is not sent back to the client: the
+	// signed-out page, or the confirmation form without redirect.
+	done := func(status int, msg string) {
+		if confirmed {
+			var m any
+			if msg != "" {
+				m = msg
+			}
+			s.page(c, status, "loggedout", m)
+			return
+		}
+		s.confirmLogout(c, status, logoutRequest{}, msg)
+	}
+
+	if hint != "" {
+		if hintReason != "" {
+			s.emit(c, secevent.TokenRejected, hintReason, "", "")
+			done(http.StatusBadRequest, "The application's sign-out request could not be verified, so you will not be sent back to it.")
+			return
+		}
+		if req.ClientID != "" && req.ClientID != hintAud {
+			s.emit(c, secevent.GrantInvalid, secevent.ReasonClientMismatch, "", hintAud)
+			done(http.StatusBadRequest, "The application's sign-out request is inconsistent, so you will not be sent back to it.")
+			return
+		}
+		req.ClientID = hintAud
+	}
+	if req.PostLogoutRedirectURI == "" {
+		done(http.StatusOK, "")
 		return
 	}
 	var cl *store.Client
-	if clientID != "" {
-		if cl, err = s.lookupClient(c, clientID); err != nil {
-			s.page(c, http.StatusServiceUnavailable, "loggedout", "You could not be sent back to the application right now.")
+	if req.ClientID != "" {
+		if cl, err = s.lookupClient(c, req.ClientID); err != nil {
+			done(http.StatusServiceUnavailable, "You cannot be sent back to the application right now.")
 			return
 		}
 	}
-	if cl == nil || !matchRedirect(strings.Fields(cl.PostLogoutRedirectURIs), target) {
-		s.emit(c, secevent.GrantInvalid, secevent.ReasonRedirectMismatch, "", boundedClientID(cl, clientID))
-		s.page(c, http.StatusBadRequest, "loggedout", "The application asked to send you to an address it has not registered, so you were not sent there.")
+	if cl == nil || !matchRedirect(strings.Fields(cl.PostLogoutRedirectURIs), req.PostLogoutRedirectURI) {
+		s.emit(c, secevent.GrantInvalid, secevent.ReasonRedirectMismatch, "", boundedClientID(cl, req.ClientID))
+		done(http.StatusBadRequest, "The application asked to send you to an address it has not registered, so you will not be sent there.")
 		return
 	}
-	if st := p.Get("state"); st != "" {
-		target = withQuery(target, url.Values{"state": {st}})
+	if !confirmed {
+		// Validated: the form carries exactly what was checked, and the
+		// POST is checked again all the same.
+		req.ClientID = cl.ID
+		s.confirmLogout(c, http.StatusOK, req, "")
+		return
+	}
+	target := req.PostLogoutRedirectURI
+	if req.State != "" {
+		target = withQuery(target, url.Values{"state": {req.State}})
 	}
 	c.Redirect(http.StatusSeeOther, target)
+}
+
+// logoutRequest is what the logout confirmation form posts back.
+type logoutRequest struct {
+	ClientID, PostLogoutRedirectURI, State string
+}
+
+// logoutForm is what the logout template renders.
+type logoutForm struct {
+	logoutRequest
+	Request, CSRF, Error string
+}
+
+// logoutKey is the key of a logout confirmation's row. The rows share the
+// login requests' table and binding, and are keyed apart so that a logout
+// request id posted to /login, or a login request id posted here, finds
+// nothing.
+func logoutKey(id string) string { return hash("logout\x00" + id) }
+
+// confirmLogout renders the logout confirmation form for req, bound to
+// this browser by a fresh __Host- cookie and carrying a fresh CSRF token,
+// exactly as startLogin and renderLogin bind the login form.
+func (s *Server) confirmLogout(c *gin.Context, status int, req logoutRequest, msg string) {
+	id, binding, csrf := randomToken(), randomToken(), randomToken()
+	row := store.AuthRequest{
+		IDHash: logoutKey(id), LoginHash: hash(binding), CSRFHash: hash(csrf),
+		ExpiresAt: s.now().Add(s.cfg.LoginRequestTTL).UTC(),
+	}
+	if err := s.db.WithContext(c.Request.Context()).Create(&row).Error; err != nil {
+		s.errorPage(c, http.StatusServiceUnavailable, "Signing out is unavailable right now. Try again shortly.")
+		return
+	}
+	setCookie(c, logoutCookie, binding, s.cfg.LoginRequestTTL)
+	s.page(c, status, "logout", logoutForm{logoutRequest: req, Request: id, CSRF: csrf, Error: msg})
+}
+
+// logoutConfirmed checks a posted confirmation form (this browser's
+// binding and the token rendered into the form) and uses it up.
+func (s *Server) logoutConfirmed(c *gin.Context, p Params) bool {
+	row, ok := s.boundRequest(c, logoutKey(p.Get("request")), logoutCookie)
+	if !ok || !csrfValid(row, p.Get("csrf_token")) {
+		return false
+	}
+	// Used once: a second post of the same form is refused. Only the
+	// delete that removed the row counts, so two posts racing each other
+	// cannot both pass.
+	res := s.db.WithContext(c.Request.Context()).Where("id_hash = ?", row.IDHash).Delete(&store.AuthRequest{})
+	if res.Error != nil || res.RowsAffected != 1 {
+		return false
+	}
+	setCookie(c, logoutCookie, "", -1)
+	return true
+}
+
+// sessionRow is the browser's session row, expired or not (endSession
+// ends either), or nil.
+func (s *Server) sessionRow(c *gin.Context) *store.Session {
+	sid, err := c.Cookie(sessionCookie)
+	if err != nil || sid == "" {
+		return nil
+	}
+	var sess store.Session
+	if s.db.WithContext(c.Request.Context()).Where("id_hash = ?", hash(sid)).Take(&sess).Error != nil {
+		return nil
+	}
+	return &sess
 }
 
 // endSession ends the browser's session, if it has one: every token family
@@ -302,12 +424,12 @@ var idTokenAlgs = []string{"RS256", "ES256"}
 // errUnknownKid is an ID token hint whose kid is not one of our keys.
 var errUnknownKid = errors.New("unknown key")
 
-// idTokenAudience verifies an ID token we issued (expired ones are fine as
-// a logout hint, per OIDC RP-Initiated Logout §2) and returns its client,
-// or the token.rejected reason it fails with.
-func (s *Server) idTokenAudience(raw string) (string, secevent.Reason) {
+// idTokenClaims verifies an ID token we issued (expired ones are fine as
+// a logout hint, per OIDC RP-Initiated Logout §2) and returns its client
+// and subject, or the token.rejected reason it fails with.
+func (s *Server) idTokenClaims(raw string) (aud, sub string, reason secevent.Reason) {
 	if len(raw) > maxIDTokenHint {
-		return "", secevent.ReasonTooLarge
+		return "", "", secevent.ReasonTooLarge
 	}
 	pubs := s.keys.PublicKeys()
 	var cl IDClaims
@@ -320,27 +442,27 @@ func (s *Server) idTokenAudience(raw string) (string, secevent.Reason) {
 	}, jwt.WithValidMethods(idTokenAlgs), jwt.WithoutClaimsValidation())
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return "", secevent.ReasonMalformed
+		return "", "", secevent.ReasonMalformed
 	case err != nil && tok != nil && !slices.Contains(idTokenAlgs, fmt.Sprint(tok.Header["alg"])):
 		// alg none, HS256 and friends: named for what they are, as the
 		// shared verifier names them for access tokens.
-		return "", secevent.ReasonAlgorithm
+		return "", "", secevent.ReasonAlgorithm
 	case errors.Is(err, errUnknownKid):
-		return "", secevent.ReasonUnknownKey
+		return "", "", secevent.ReasonUnknownKey
 	case err != nil:
-		return "", secevent.ReasonSignature
+		return "", "", secevent.ReasonSignature
 	}
 	// An access token is not an ID token, whoever signed it.
 	if typ, _ := tok.Header["typ"].(string); typ != "JWT" {
-		return "", secevent.ReasonType
+		return "", "", secevent.ReasonType
 	}
 	if cl.Issuer != s.cfg.Issuer {
-		return "", secevent.ReasonIssuer
+		return "", "", secevent.ReasonIssuer
 	}
 	if len(cl.Audience) != 1 {
-		return "", secevent.ReasonClaims
+		return "", "", secevent.ReasonClaims
 	}
-	return cl.Audience[0], ""
+	return cl.Audience[0], cl.Subject, ""
 }
 
 // RevokeSubject revokes every token of an account: all refresh-token

@@ -210,6 +210,7 @@ func (s *Server) Routes(r gin.IRouter) {
 	r.GET("/oauth2/userinfo", s.userinfo)
 	r.POST("/oauth2/userinfo", s.userinfo)
 	r.GET("/oauth2/logout", s.logout)
+	r.POST("/oauth2/logout", s.logout)
 }
 
 // Verifier returns the access-token verifier (for the admin API).
