@@ -555,8 +555,11 @@ var identityHeaderPrefixes = []string{"X-User-", "X-Internal-", "X-Forwarded-", 
 
 // identityHeaders are exact header names with the same risk, plus
 // method-override headers, which would let a client bypass the method
-// allowlist at a service that honours them.
-var identityHeaders = []string{"Forwarded", "X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Original-Method", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Service-Identity", "X-Subject", "X-Roles", "X-Scopes", "Client-Ip", "X-Cluster-Client-Ip", "Via"}
+// allowlist at a service that honours them, and X-Idempotency-Key: net/http's
+// transport takes it (like Idempotency-Key) as leave to send a POST again
+// after a failed read, but our services de-duplicate only Idempotency-Key,
+// so the second copy would be a second order.
+var identityHeaders = []string{"X-Idempotency-Key", "Forwarded", "X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Original-Method", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Service-Identity", "X-Subject", "X-Roles", "X-Scopes", "Client-Ip", "X-Cluster-Client-Ip", "Via"}
 
 // StripIdentityHeaders removes every header in the identity lists from h.
 func StripIdentityHeaders(h http.Header) {

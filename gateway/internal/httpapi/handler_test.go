@@ -23,6 +23,7 @@ func TestClientIdentityHeadersNeverReachAService(t *testing.T) {
 		"X-Original-Url": "/internal/v1/users/1", "X-Http-Method-Override": "DELETE", "X-Method-Override": "DELETE",
 		"X-Http-Method": "DELETE", "X-Spiffe-Id": "spiffe://rampart.local/service/order-service",
 		"True-Client-Ip": "10.0.0.1", "X-Client-Ip": "10.0.0.1", "Cf-Connecting-Ip": "10.0.0.1",
+		"X-Idempotency-Key": "resend-me",
 	}
 	req, _ := http.NewRequest(http.MethodGet, g.url+"/api/v1/catalog", nil)
 	for k, v := range spoofed {
