@@ -413,6 +413,14 @@ func (g *guard) roundTrip(req *http.Request) (*http.Response, error) {
 			b.Abandon() // nor is a body the client did not deliver
 		case err != nil:
 			b.Done(false)
+		case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+			// A 503 with Retry-After is a live upstream answering at once
+			// that it (or one of its own dependencies) cannot serve this
+			// now: order-service when user-service is down, or when a
+			// user has spent its token-exchange budget. Counting it would
+			// let one route's dependency, or one user, open the circuit
+			// for every route of the service; it says nothing either way.
+			b.Abandon()
 		default:
 			b.Done(resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusServiceUnavailable &&
 				resp.StatusCode != http.StatusGatewayTimeout)

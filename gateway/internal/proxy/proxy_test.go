@@ -140,6 +140,39 @@ func TestCircuitOpensAnswersFastAndRecovers(t *testing.T) {
 	}
 }
 
+// TestSheddingIsNotAFailure: an upstream answering 503 with Retry-After is
+// up and says so (order-service with user-service down); any number of
+// those leave the circuit closed, while bare 503s still open it.
+func TestSheddingIsNotAFailure(t *testing.T) {
+	var retryAfter atomic.Bool
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if retryAfter.Load() {
+			w.Header().Set("Retry-After", "2")
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(up.Close)
+	b := breaker.New(breaker.Options{Threshold: 2, OpenFor: time.Minute})
+	p, _ := newProxy(t, strings.TrimPrefix(up.URL, "http://"), b, prometheus.NewRegistry())
+
+	retryAfter.Store(true)
+	for i := range 5 {
+		if w := send(p, "POST"); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "2" {
+			t.Fatalf("request %d: %d Retry-After %q, want the upstream's own answer", i, w.Code, w.Header().Get("Retry-After"))
+		}
+	}
+	if b.State() != breaker.Closed {
+		t.Fatalf("state %v after five 503s with Retry-After, want closed", b.State())
+	}
+	retryAfter.Store(false)
+	for range 2 {
+		send(p, "GET")
+	}
+	if b.State() != breaker.Open {
+		t.Fatalf("state %v after two bare 503s, want open", b.State())
+	}
+}
+
 // TestHalfOpenProbeFailureReopens: a failed probe opens the circuit again.
 func TestHalfOpenProbeFailureReopens(t *testing.T) {
 	clk := &fakeClock{}
