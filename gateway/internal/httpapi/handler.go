@@ -619,7 +619,10 @@ type statusWriter struct {
 }
 
 func (s *statusWriter) WriteHeader(code int) {
-	if s.code == 0 {
+	// An informational answer (103 Early Hints from an upstream, which
+	// ReverseProxy passes on) precedes the real one: the access log and
+	// the RED metrics want the final status.
+	if s.code == 0 && code >= 200 {
 		s.code = code
 	}
 	s.ResponseWriter.WriteHeader(code)

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -301,5 +302,19 @@ func TestConnectionHeaderCannotDropTheGatewaysHeaders(t *testing.T) {
 	}
 	if got.Get("X-Forwarded-For") != "127.0.0.1" || got.Get("X-Forwarded-Host") != "gateway.test" || got.Get("X-Forwarded-Proto") != "https" {
 		t.Errorf("gateway's forwarding record: For=%q Host=%q Proto=%q", got.Get("X-Forwarded-For"), got.Get("X-Forwarded-Host"), got.Get("X-Forwarded-Proto"))
+	}
+}
+
+// TestStatusIsTheFinalAnswers: a 103 passed on before the answer is not
+// what the access log and the metrics record.
+func TestStatusIsTheFinalAnswers(t *testing.T) {
+	s := &statusWriter{ResponseWriter: httptest.NewRecorder()}
+	s.WriteHeader(http.StatusEarlyHints)
+	if got := s.status(); got != http.StatusOK {
+		t.Fatalf("after a 103 alone: %d, want 200 (net/http's default)", got)
+	}
+	s.WriteHeader(http.StatusNotFound)
+	if got := s.status(); got != http.StatusNotFound {
+		t.Fatalf("after 103 then 404: %d, want 404", got)
 	}
 }
