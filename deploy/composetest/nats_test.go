@@ -218,6 +218,18 @@ func TestComposeNATSEnforcesLeastPrivilege(t *testing.T) {
 			t.Error("auth-service may publish a stream delete")
 		}
 	})
+	t.Run("nobody may update the security stream or the revocation bucket", func(t *testing.T) {
+		// A lowered limit is applied at once: an update is a purge by
+		// another name (natsx.DestructiveJetStreamAPI).
+		for _, stream := range []string{natsx.StreamSecurity, "KV_" + natsx.BucketRevocations} {
+			nc, errs := connect(t, stack.Auth)
+			_ = nc.Publish("$JS.API.STREAM.UPDATE."+stream, []byte(`{"name":"`+stream+`","max_msgs":1}`))
+			_ = nc.Flush()
+			if !denied(errs) {
+				t.Errorf("auth-service may publish an update of %s", stream)
+			}
+		}
+	})
 	t.Run("a client without a certificate is refused", func(t *testing.T) {
 		pool, _ := mtls.LoadPool(filepath.Join(stack.ComposeDir(state, "nats"), "ca.crt"))
 		nc, err := nats.Connect(url, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: "localhost"}),

@@ -40,10 +40,15 @@ type User struct {
 }
 
 // DestructiveJetStreamAPI returns the JetStream API subjects no service
-// needs: deleting or purging a stream, or removing single messages. Deny
-// them so a compromised service cannot erase the security record.
+// needs: deleting, purging or updating a stream, or removing single
+// messages. Deny them so a compromised service cannot erase the security
+// record or the revocation bucket. Updates are in the list because the
+// server applies lowered limits at once: a stream updated to max_msgs 1
+// drops everything but its last message, a purge by another name.
+// EnsureStreams therefore only creates; changing an existing stream's
+// limits is an operator's job with an administrative NATS user.
 func DestructiveJetStreamAPI() []string {
-	return []string{"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>"}
+	return []string{"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.UPDATE.>"}
 }
 
 // ServicePermissions completes a service's own subjects with what a

@@ -138,18 +138,24 @@ func StreamConfigs() []jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates or updates the streams and the revocation bucket.
-// It is idempotent, so every service may call it at start.
+// EnsureStreams creates the streams and the revocation bucket when they are
+// missing. It is idempotent, so every service may call it at start.
+//
+// It never updates an existing stream: services may not
+// (DestructiveJetStreamAPI denies $JS.API.STREAM.UPDATE, since lowering a
+// limit erases messages), and a stream that exists with other settings is
+// left as the operator configured it. Creating with the same settings is a
+// no-op on the server, so concurrent starts do not race.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	for _, cfg := range StreamConfigs() {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if _, err := js.CreateStream(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: BucketRevocations, History: 1, TTL: RevocationTTL, Storage: jetstream.FileStorage,
 		Description: "revoked token ids and per-subject not-before times",
-	}); err != nil {
+	}); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
 		return fmt.Errorf("kv %s: %w", BucketRevocations, err)
 	}
 	return nil

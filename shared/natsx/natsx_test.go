@@ -595,7 +595,55 @@ func TestPermissions(t *testing.T) {
 			t.Errorf("security stream holds %d messages, had %d", info.State.Msgs, before)
 		}
 	})
-	if got := natsx.DestructiveJetStreamAPI(); len(got) != 3 {
+	// Shrinking a stream's limits erases as surely as a purge: the server
+	// applies a lowered MaxMsgs at once and drops the oldest messages. A
+	// compromised service must not be able to empty the security record or
+	// the revocation bucket (every revoked token valid again) this way.
+	t.Run("a service cannot rewrite a stream's limits to erase it", func(t *testing.T) {
+		adminKV, err := adminJS.KeyValue(ctx, natsx.BucketRevocations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if _, err := adminJS.Publish(ctx, natsx.SubjectSecurityPrefix+"gateway.token.rejected", []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := adminKV.Put(ctx, fmt.Sprintf("jti-%d", i), []byte("revoked")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var v violations
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc.SetErrorHandler(v.handler)
+		js := newJS(t, nc)
+		for _, name := range []string{natsx.StreamSecurity, "KV_" + natsx.BucketRevocations} {
+			s, err := adminJS.Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := s.CachedInfo().State.Msgs
+			cfg := s.CachedInfo().Config
+			cfg.MaxMsgs = 1
+			actx, acancel := context.WithTimeout(ctx, time.Second)
+			_, err = js.UpdateStream(actx, cfg)
+			acancel()
+			if err == nil {
+				t.Errorf("order-service updated %s", name)
+			}
+			v.requireViolation(t, fmt.Sprintf("Publish to %q", "$JS.API.STREAM.UPDATE."+name))
+			info, err := s.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.State.Msgs != before || info.Config.MaxMsgs != -1 {
+				t.Errorf("%s holds %d messages (had %d), max_msgs %d", name, info.State.Msgs, before, info.Config.MaxMsgs)
+			}
+		}
+		if err := natsx.EnsureStreams(ctx, js); err != nil {
+			t.Errorf("a service cannot run EnsureStreams on existing streams: %v", err)
+		}
+	})
+	if got := natsx.DestructiveJetStreamAPI(); len(got) != 4 {
 		t.Errorf("DestructiveJetStreamAPI = %v", got)
 	}
 }
