@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -76,6 +77,10 @@ func ReadCommon(r *Reader, service, defaultAPIAddr, defaultOpsAddr string, needD
 			}
 			if u != nil {
 				c.DatabaseURL = v
+				if u.Scheme != "sqlite" {
+					r.Insecure("RAMPART_DATABASE_URL", postgresUnverified(u),
+						"PostgreSQL to a non-loopback host without sslmode=verify-full")
+				}
 			}
 		}
 	}
@@ -118,6 +123,49 @@ func ReadCommon(r *Reader, service, defaultAPIAddr, defaultOpsAddr string, needD
 		c.OTLPEndpoint = u.String()
 	}
 	return c
+}
+
+// postgresUnverified reports whether u may talk to a PostgreSQL server off
+// this machine without TLS that verifies the server. Without an explicit
+// sslmode, pgx (like libpq) uses "prefer": TLS without any certificate
+// check, and plain text when the server (or anyone in the path) declines
+// it, so the password exchange and every row are exposed. Only verify-ca
+// and verify-full authenticate the server. Every spelling pgx honours
+// counts: repeated sslmode parameters, the ssl=true alias (which means
+// "require"), host= parameters that override the URL's host, and service=
+// (settings from a file we cannot see).
+func postgresUnverified(u *url.URL) bool {
+	q := u.Query()
+	modes := q["sslmode"]
+	verified := len(modes) > 0 && !q.Has("ssl")
+	for _, m := range modes {
+		if m != "verify-full" && m != "verify-ca" {
+			verified = false
+		}
+	}
+	if verified {
+		return false
+	}
+	if q.Has("service") {
+		return true
+	}
+	hosts := strings.Split(u.Host, ",")
+	for _, h := range q["host"] {
+		hosts = append(hosts, strings.Split(h, ",")...)
+	}
+	for _, h := range hosts {
+		h = strings.TrimSpace(h)
+		if h == "" || strings.HasPrefix(h, "/") {
+			continue // the URL's own host is absent, or a Unix socket directory
+		}
+		if host, _, err := net.SplitHostPort(h); err == nil {
+			h = host
+		}
+		if !loopback(strings.Trim(h, "[]")) {
+			return true
+		}
+	}
+	return false
 }
 
 func without(m map[string]string, k string) map[string]string {

@@ -41,6 +41,9 @@ func TestReadCommon(t *testing.T) {
 		{"a missing CA is named", "RAMPART_TLS_CA", "", "RAMPART_TLS_CA: required but not set"},
 		{"a missing database URL is named", "RAMPART_DATABASE_URL", "", "RAMPART_DATABASE_URL: required but not set"},
 		{"an unknown database scheme is refused", "RAMPART_DATABASE_URL", "mysql://u:hunter2@h/db", "RAMPART_DATABASE_URL: must be an absolute"},
+		{"PostgreSQL off loopback without sslmode is insecure", "RAMPART_DATABASE_URL", "postgres://u:hunter2@db.internal:5432/x", "RAMPART_DATABASE_URL: PostgreSQL to a non-loopback host without sslmode=verify-full refused"},
+		{"PostgreSQL off loopback with sslmode=require is insecure", "RAMPART_DATABASE_URL", "postgresql://u:hunter2@db.internal/x?sslmode=require", "RAMPART_DATABASE_URL: PostgreSQL to a non-loopback host without sslmode=verify-full refused"},
+		{"a host parameter cannot move PostgreSQL off loopback", "RAMPART_DATABASE_URL", "postgres://u:hunter2@127.0.0.1/x?host=db.internal&sslmode=disable", "RAMPART_DATABASE_URL: PostgreSQL to a non-loopback host without sslmode=verify-full refused"},
 		{"a missing NATS URL is named", "RAMPART_NATS_URL", "", "RAMPART_NATS_URL: required but not set"},
 		{"plain NATS off loopback is insecure", "RAMPART_NATS_URL", "nats://nats.internal:4222", "RAMPART_NATS_URL: plain-text NATS"},
 		{"client certificates cannot be turned off", "RAMPART_REQUIRE_CLIENT_CERT", "false", "RAMPART_REQUIRE_CLIENT_CERT: client certificates between services cannot be turned off"},
@@ -110,5 +113,27 @@ func TestInsecureDevCannotTurnOffClientCertificates(t *testing.T) {
 	ReadCommon(r, "svc", "127.0.0.1:1", "127.0.0.1:2", true)
 	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "RAMPART_REQUIRE_CLIENT_CERT: client certificates between services cannot be turned off") {
 		t.Fatalf("got %v, want RAMPART_REQUIRE_CLIENT_CERT refused", err)
+	}
+}
+
+// TestDatabaseURLsThatAreSafe: TLS with a verified server, or a database on
+// this machine, needs no RAMPART_INSECURE_DEV.
+func TestDatabaseURLsThatAreSafe(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{
+		"postgres://u@db.internal:5432/x?sslmode=verify-full&sslrootcert=/ca.crt",
+		"postgres://u@db.internal/x?sslmode=verify-ca",
+		"postgres://u@127.0.0.1:5432/x?sslmode=disable",
+		"postgres://u@localhost/x",
+		"postgres://u@[::1]/x?host=/var/run/postgresql",
+		"sqlite://data/x.db",
+	} {
+		env := validEnv(t)
+		env["RAMPART_DATABASE_URL"] = u
+		r := NewReader(MapLookup(env))
+		ReadCommon(r, "svc", "127.0.0.1:1", "127.0.0.1:2", true)
+		if err := r.Err(); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
 	}
 }
