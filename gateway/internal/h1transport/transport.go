@@ -319,17 +319,36 @@ func (t *Transport) release(c *conn, reuse bool) {
 // get returns the most recently used idle connection to addr, or dials a
 // new one. reused tells which.
 func (t *Transport) get(ctx context.Context, addr, scheme string) (c *conn, reused bool, err error) {
+	for c = t.popIdle(addr); c != nil; c = t.popIdle(addr) {
+		// Anything the upstream sent while the connection sat idle — an
+		// answer nobody asked for, which would be read as the next
+		// request's (another client's), or the close that ends a
+		// keep-alive — makes it unusable. net/http's Transport keeps a
+		// read loop on every idle connection to notice; one non-blocking
+		// peek before reuse does the same here.
+		if quiet(c.nc) {
+			return c, true, nil
+		}
+		c.nc.Close()
+	}
+	c, err = t.dial(ctx, addr, scheme)
+	return c, false, err
+}
+
+// popIdle takes the most recently used idle connection to addr off the
+// pool, closing any that idled past IdleTimeout; nil when none is left.
+func (t *Transport) popIdle(addr string) *conn {
 	now := time.Now()
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	list := t.idle[addr]
 	for len(list) > 0 {
-		c = list[len(list)-1]
+		c := list[len(list)-1]
 		list[len(list)-1] = nil
 		list = list[:len(list)-1]
 		if now.Sub(c.idleAt) < t.o.IdleTimeout {
 			t.idle[addr] = list
-			t.mu.Unlock()
-			return c, true, nil
+			return c
 		}
 		// The rest are older still: the list is in the order connections
 		// were put back.
@@ -340,9 +359,7 @@ func (t *Transport) get(ctx context.Context, addr, scheme string) (c *conn, reus
 		list = list[:0]
 	}
 	t.idle[addr] = list
-	t.mu.Unlock()
-	c, err = t.dial(ctx, addr, scheme)
-	return c, false, err
+	return nil
 }
 
 func (t *Transport) dial(ctx context.Context, addr, scheme string) (*conn, error) {

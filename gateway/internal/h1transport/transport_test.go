@@ -564,6 +564,13 @@ func TestBytesAfterTheAnswerAreNeverTheNextAnswer(t *testing.T) {
 			// A HEAD answer's Content-Length is the GET body's; the bytes
 			// after the head are a whole answer of their own.
 			_, _ = bw.WriteString(head + forged)
+		case "/late":
+			// The extra answer comes after the real one was read and the
+			// connection went back to the pool.
+			_, _ = bw.WriteString(head + "ok")
+			_ = bw.Flush()
+			time.Sleep(50 * time.Millisecond)
+			_, _ = bw.WriteString(forged)
 		}
 		_ = bw.Flush()
 		// Serve the connection on, answering anything that still comes
@@ -580,6 +587,7 @@ func TestBytesAfterTheAnswerAreNeverTheNextAnswer(t *testing.T) {
 		{"body longer than Content-Length", "GET", "/long"},
 		{"body longer than Content-Length, read past the buffer", "GET", "/long-big"},
 		{"body on a HEAD answer", "HEAD", "/head-body"},
+		{"an answer sent while the connection sat in the pool", "GET", "/late"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt, _ := newTransport(t, u, Options{})
@@ -596,6 +604,7 @@ func TestBytesAfterTheAnswerAreNeverTheNextAnswer(t *testing.T) {
 				}
 			}
 			_ = resp.Body.Close()
+			time.Sleep(150 * time.Millisecond) // let late bytes arrive
 			if _, body := get(t, rt, "GET", u.URL+"/"); body != "real" {
 				t.Fatalf("next answer %q, want %q: bytes the upstream sent after an answer were read as the next one", body, "real")
 			}
