@@ -28,6 +28,9 @@ type Verifier interface {
 // so a revocation takes effect on the next request, not when the entry
 // ages out. Only successfully verified tokens are cached: a forged token
 // always goes to the verifier and is refused (and counted) every time.
+// An entry also lives at most maxEntryLife, so that a key taken out of the
+// JWKS (a compromise) stops a far-future token it signed within that time,
+// not at that token's exp.
 type Checker struct {
 	v      Verifier
 	rev    tokens.Revocations
@@ -38,6 +41,12 @@ type Checker struct {
 }
 
 const cacheShards = 64
+
+// maxEntryLife is the longest access-token lifetime auth-service issues
+// (CONTRACT: 10 minutes, at most 15), so the tokens it mints are cached
+// until their exp as before; only a token claiming a longer life is
+// verified again after this long.
+const maxEntryLife = 15 * time.Minute
 
 type shard struct {
 	mu sync.RWMutex
@@ -152,7 +161,7 @@ func (c *Checker) VerifyAndStore(ctx context.Context, k Key, raw string) (*token
 	}
 	s := &c.shards[k[0]%cacheShards]
 	now := c.now().UnixNano()
-	exp := claims.ExpiresAt.UnixNano()
+	exp := min(claims.ExpiresAt.UnixNano(), now+int64(maxEntryLife))
 	if exp <= now {
 		return claims, nil // within the verifier's leeway: valid, not worth caching
 	}

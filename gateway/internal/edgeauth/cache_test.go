@@ -81,6 +81,25 @@ func TestCacheNeverOutlivesExp(t *testing.T) {
 	}
 }
 
+// TestFarFutureTokensAreVerifiedAgain: a token claiming a day of life
+// (only a signing key can mint one) is cached for at most 15 minutes, so
+// removing its key from the JWKS stops it then, not tomorrow.
+func TestFarFutureTokensAreVerifiedAgain(t *testing.T) {
+	c, cv, iss, _, clk := setup(t, 0)
+	tok := iss.Sign(t, func(_, cl map[string]any) { cl["exp"] = clk.now().Add(24 * time.Hour).Unix() })
+	if _, res, err := c.Check(context.Background(), tok); err != nil || res != Miss {
+		t.Fatal(res, err)
+	}
+	clk.ns.Add(int64(14 * time.Minute))
+	if _, res, err := c.Check(context.Background(), tok); err != nil || res != Hit {
+		t.Fatalf("after 14 minutes: %v %v, want a hit", res, err)
+	}
+	clk.ns.Add(int64(2 * time.Minute))
+	if _, res, err := c.Check(context.Background(), tok); err != nil || res != Miss || cv.calls.Load() != 2 {
+		t.Fatalf("after 16 minutes: %v %v (%d verifications), want verified again", res, err, cv.calls.Load())
+	}
+}
+
 // TestCacheNeverOutlivesARevocation: a cached token revoked afterwards is
 // refused on the next check and evicted.
 func TestCacheNeverOutlivesARevocation(t *testing.T) {
