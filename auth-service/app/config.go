@@ -58,7 +58,8 @@ type Config struct {
 }
 
 // MaxAccessTokenTTL is the longest access-token lifetime the contract allows;
-// retired signing keys stay published at least this long.
+// retired signing keys stay published, and revocation records kept, at
+// least this long.
 const MaxAccessTokenTTL = 15 * time.Minute
 
 // LoadConfig reads and validates the environment, reporting every problem at once.
@@ -74,8 +75,10 @@ func LoadConfig(lookup config.Lookup) (Config, error) {
 		cfg.KeyEncryptionKey = b
 	}
 	cfg.KeyRotation = r.Duration("RAMPART_KEY_ROTATION", 24*time.Hour, time.Hour, 90*24*time.Hour)
-	cfg.AccessTokenTTL = r.Duration("RAMPART_ACCESS_TOKEN_TTL", 10*time.Minute, time.Minute, 24*time.Hour)
-	r.Insecure("RAMPART_ACCESS_TOKEN_TTL", cfg.AccessTokenTTL > MaxAccessTokenTTL, "access-token lifetime over 15 minutes")
+	// Not even RAMPART_INSECURE_DEV=1 allows longer: revocation records
+	// (natsx.RevocationTTL) and retired signing keys live just past 15
+	// minutes, so a longer-lived token would outlive its own revocation.
+	cfg.AccessTokenTTL = r.Duration("RAMPART_ACCESS_TOKEN_TTL", 10*time.Minute, time.Minute, MaxAccessTokenTTL)
 	cfg.BootstrapAdminEmail = r.String("RAMPART_BOOTSTRAP_ADMIN_EMAIL", "")
 	cfg.BootstrapAdminPassword = r.String("RAMPART_BOOTSTRAP_ADMIN_PASSWORD", "")
 	if (cfg.BootstrapAdminEmail == "") != (cfg.BootstrapAdminPassword == "") {
