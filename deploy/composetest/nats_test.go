@@ -2,6 +2,7 @@ package composetest
 
 import (
 	"crypto/tls"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,6 +89,19 @@ func TestComposeNATSPermissionsMatchStack(t *testing.T) {
 			t.Errorf("%s: publish %v deny %v subscribe %v;\nwant publish %v deny %v subscribe %v (deploy/stack NATSPublish, NATSSubscribe)",
 				u.Username, p.Publish.Allow, p.Publish.Deny, p.Subscribe.Allow, w[0], natsx.DestructiveJetStreamAPI(), w[1])
 		}
+	}
+}
+
+// TestComposeNATSMonitoringIsLoopbackOnly: the monitoring endpoints
+// (/connz with every client's identity, address and subscriptions, /jsz
+// with every stream and consumer, /varz) have no authentication and are
+// outside the subject permissions. Only the container's own healthcheck
+// needs them, so they listen on its loopback, not on the network every
+// service shares.
+func TestComposeNATSMonitoringIsLoopbackOnly(t *testing.T) {
+	_, _, opts := startComposeNATS(t)
+	if ip := net.ParseIP(opts.HTTPHost); ip == nil || !ip.IsLoopback() {
+		t.Errorf("NATS monitoring listens on %q, want a loopback address", opts.HTTPHost)
 	}
 }
 
