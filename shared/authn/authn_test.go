@@ -1,14 +1,12 @@
 package authn_test
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,28 +16,9 @@ import (
 	"github.com/rampart-go/rampart/shared/mtls"
 	"github.com/rampart-go/rampart/shared/policy"
 	"github.com/rampart-go/rampart/shared/secevent"
+	"github.com/rampart-go/rampart/shared/secevent/seceventtest"
 	"github.com/rampart-go/rampart/shared/tokens/tokenstest"
 )
-
-// recorder keeps the events a handler emitted.
-type recorder struct {
-	mu     sync.Mutex
-	events []secevent.Event
-}
-
-func (r *recorder) Emit(_ context.Context, ev secevent.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-}
-
-func (r *recorder) take() []secevent.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.events
-	r.events = nil
-	return out
-}
 
 // certFor issues a leaf for a service identity and parses it.
 func certFor(t *testing.T, ca *mtls.CA, name string) *x509.Certificate {
@@ -68,7 +47,7 @@ func TestBindingAndPeerGuards(t *testing.T) {
 	}
 	orderA, orderB, gateway := certFor(t, ca, "order-service"), certFor(t, ca, "order-service"), certFor(t, ca, "gateway")
 	iss := tokenstest.NewIssuer(t, "https://rampart.test", "user-service")
-	ev := &recorder{}
+	ev := &seceventtest.Recorder{}
 
 	e := gin.New()
 	e.GET("/bound", authn.RequirePeer(ev, "order-service"), authn.Middleware(iss.Verifier(t), ev), authn.RequireBinding(ev),
@@ -116,7 +95,7 @@ func TestBindingAndPeerGuards(t *testing.T) {
 			if rec.Code != tc.want {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tc.want, rec.Body)
 			}
-			got := ev.take()
+			got := ev.Take()
 			if tc.typ == "" {
 				if len(got) != 0 {
 					t.Fatalf("events %+v on success", got)

@@ -43,7 +43,7 @@ func testMalformedBasicCredentialsAreRefused(t *testing.T, dbURL string) {
 			if rec.Code != http.StatusUnauthorized || out["error"] != "invalid_client" {
 				t.Fatalf("%d %s, want 401 invalid_client", rec.Code, rec.Body)
 			}
-			onlyEvent(t, f.events.take(), secevent.ClientFailed, secevent.ReasonBadSecret)
+			onlyEvent(t, f.events.Take(), secevent.ClientFailed, secevent.ReasonBadSecret)
 		})
 	}
 }
@@ -57,7 +57,7 @@ func TestClientAuthenticationWithoutAClientID(t *testing.T) {
 	if st != http.StatusUnauthorized || out["error"] != "invalid_client" {
 		t.Fatalf("%d %v, want 401 invalid_client", st, out)
 	}
-	onlyEvent(t, f.events.take(), secevent.ClientFailed, secevent.ReasonUnknownClient)
+	onlyEvent(t, f.events.Take(), secevent.ClientFailed, secevent.ReasonUnknownClient)
 }
 
 // TestRepeatedAuthorizationHeaderIsRefused: two Authorization headers are

@@ -69,7 +69,7 @@ func TestRevocationHintIsOnlyAHint(t *testing.T) {
 			if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
 				t.Fatalf("refresh after revocation: %d %v, want 400 invalid_grant", st, out)
 			}
-			f.events.take()
+			f.events.Take()
 		})
 	}
 }
@@ -119,7 +119,7 @@ func TestRevokeSubjectBurnsOutstandingCodes(t *testing.T) {
 	if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
 		t.Fatalf("code issued before the revocation: %d %v, want 400 invalid_grant", st, out)
 	}
-	onlyEvent(t, f.events.take(), secevent.GrantInvalid, secevent.ReasonCodeInvalid)
+	onlyEvent(t, f.events.Take(), secevent.GrantInvalid, secevent.ReasonCodeInvalid)
 }
 
 // TestCodeScopeFollowsTheCurrentRoles: the scope of a code redemption is
@@ -159,7 +159,7 @@ func TestLogoutEndsTheSessionsCodes(t *testing.T) {
 	if rec := f.logoutCall(t, http.MethodPost, form.fields, session, form.binding); rec.Code != http.StatusOK {
 		t.Fatalf("logout: %d", rec.Code)
 	}
-	f.events.take()
+	f.events.Take()
 	st, out := f.token(t, url.Values{
 		"grant_type": {GrantCode}, "client_id": {DemoClientID}, "code": {code},
 		"code_verifier": {verifier}, "redirect_uri": {"http://127.0.0.1:53682/callback"},
@@ -167,7 +167,7 @@ func TestLogoutEndsTheSessionsCodes(t *testing.T) {
 	if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
 		t.Fatalf("code of a signed-out session: %d %v, want 400 invalid_grant", st, out)
 	}
-	onlyEvent(t, f.events.take(), secevent.GrantInvalid, secevent.ReasonCodeInvalid)
+	onlyEvent(t, f.events.Take(), secevent.GrantInvalid, secevent.ReasonCodeInvalid)
 }
 
 // TestRevocationReachesTokensForOtherAudiences: a client may revoke its
@@ -205,7 +205,7 @@ func TestRevocationReachesTokensForOtherAudiences(t *testing.T) {
 			if _, err := userService.Verify(context.Background(), tok); tokens.ReasonOf(err) != tokens.ReasonRevoked {
 				t.Fatalf("after revocation: %v, want revoked", err)
 			}
-			onlyEvent(t, f.events.take(), secevent.TokenRevoked, secevent.ReasonUser)
+			onlyEvent(t, f.events.Take(), secevent.TokenRevoked, secevent.ReasonUser)
 		})
 	}
 }
@@ -300,7 +300,7 @@ func TestLogoutWithoutHintAsksFirst(t *testing.T) {
 	t.Run("a GET without a hint changes nothing and asks", func(t *testing.T) {
 		tok := f.redeem(t, "openid offline_access")
 		sid := f.sessionID
-		f.events.take()
+		f.events.Take()
 		rec := f.logoutCall(t, http.MethodGet, url.Values{"client_id": {DemoClientID}, "post_logout_redirect_uri": {back}, "state": {"s&x=1"}},
 			&http.Cookie{Name: sessionCookie, Value: sid})
 		if rec.Code != http.StatusOK || rec.Header().Get("Location") != "" {
@@ -324,7 +324,7 @@ func TestLogoutWithoutHintAsksFirst(t *testing.T) {
 				t.Errorf("form %s = %q, want %q", k, got, want)
 			}
 		}
-		if evs := f.events.take(); len(evs) != 0 {
+		if evs := f.events.Take(); len(evs) != 0 {
 			t.Errorf("events %+v, want none", evs)
 		}
 		if !f.sessionAlive(t, sid) {
@@ -340,7 +340,7 @@ func TestLogoutWithoutHintAsksFirst(t *testing.T) {
 		if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != back+"?state=s%26x%3D1" {
 			t.Fatalf("confirmed logout: %d Location=%q", rec.Code, rec.Header().Get("Location"))
 		}
-		onlyEvent(t, f.events.take(), secevent.TokenRevoked, secevent.ReasonLogout)
+		onlyEvent(t, f.events.Take(), secevent.TokenRevoked, secevent.ReasonLogout)
 		if f.sessionAlive(t, sid) {
 			t.Error("the session outlived the confirmed logout")
 		}
@@ -351,14 +351,14 @@ func TestLogoutWithoutHintAsksFirst(t *testing.T) {
 		if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
 			t.Errorf("refresh after logout: %d %v, want 400 invalid_grant", st, out)
 		}
-		f.events.take()
+		f.events.Take()
 
 		// The form is used up.
 		rec = f.logoutCall(t, http.MethodPost, form.fields, form.binding)
 		if rec.Code != http.StatusForbidden {
 			t.Errorf("the same form posted again: %d, want 403", rec.Code)
 		}
-		onlyEvent(t, f.events.take(), secevent.LoginFailed, secevent.ReasonCSRF)
+		onlyEvent(t, f.events.Take(), secevent.LoginFailed, secevent.ReasonCSRF)
 	})
 
 	t.Run("a POST without the page's token is refused as the login form refuses one", func(t *testing.T) {
@@ -366,7 +366,7 @@ func TestLogoutWithoutHintAsksFirst(t *testing.T) {
 		sid := f.sessionID
 		session := &http.Cookie{Name: sessionCookie, Value: sid}
 		form := parseConfirmation(t, f.logoutCall(t, http.MethodGet, url.Values{}, session))
-		f.events.take()
+		f.events.Take()
 		without := func(name string) url.Values {
 			v := url.Values{}
 			for k := range form.fields {
@@ -382,7 +382,7 @@ func TestLogoutWithoutHintAsksFirst(t *testing.T) {
 			return v
 		}
 		otherForm := parseConfirmation(t, f.logoutCall(t, http.MethodGet, url.Values{}, session))
-		f.events.take()
+		f.events.Take()
 		for name, c := range map[string]struct {
 			params  url.Values
 			cookies []*http.Cookie
@@ -401,7 +401,7 @@ func TestLogoutWithoutHintAsksFirst(t *testing.T) {
 				if rec.Code != http.StatusForbidden || rec.Header().Get("Location") != "" {
 					t.Fatalf("%d Location=%q, want 403 and no redirect", rec.Code, rec.Header().Get("Location"))
 				}
-				onlyEvent(t, f.events.take(), secevent.LoginFailed, secevent.ReasonCSRF)
+				onlyEvent(t, f.events.Take(), secevent.LoginFailed, secevent.ReasonCSRF)
 				if !f.sessionAlive(t, sid) {
 					t.Fatal("a refused POST ended the session")
 				}
@@ -410,7 +410,7 @@ func TestLogoutWithoutHintAsksFirst(t *testing.T) {
 		if alive, _ := f.tokensAlive(t, tok); !alive {
 			t.Error("a refused POST revoked the session's tokens")
 		}
-		f.events.take()
+		f.events.Take()
 	})
 
 	t.Run("a logout form's id and token do not pass the login form", func(t *testing.T) {
@@ -426,33 +426,33 @@ func TestLogoutWithoutHintAsksFirst(t *testing.T) {
 		if rec.Code != http.StatusForbidden {
 			t.Fatalf("login with a logout form's fields: %d, want 403", rec.Code)
 		}
-		onlyEvent(t, f.events.take(), secevent.LoginFailed, secevent.ReasonCSRF)
+		onlyEvent(t, f.events.Take(), secevent.LoginFailed, secevent.ReasonCSRF)
 	})
 
 	t.Run("a GET with a verified hint of the session's user signs out at once", func(t *testing.T) {
 		tok := f.redeem(t, "openid offline_access")
 		sid := f.sessionID
-		f.events.take()
+		f.events.Take()
 		rec := f.logoutCall(t, http.MethodGet, url.Values{"id_token_hint": {tok["id_token"].(string)}, "post_logout_redirect_uri": {back}, "state": {"s"}},
 			&http.Cookie{Name: sessionCookie, Value: sid})
 		if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != back+"?state=s" {
 			t.Fatalf("%d Location=%q", rec.Code, rec.Header().Get("Location"))
 		}
-		onlyEvent(t, f.events.take(), secevent.TokenRevoked, secevent.ReasonLogout)
+		onlyEvent(t, f.events.Take(), secevent.TokenRevoked, secevent.ReasonLogout)
 		if f.sessionAlive(t, sid) {
 			t.Error("the session outlived the logout")
 		}
 		if alive, _ := f.tokensAlive(t, tok); alive {
 			t.Error("the session's tokens outlived the logout")
 		}
-		f.events.take()
+		f.events.Take()
 	})
 
 	t.Run("a GET that changes nothing without asking", func(t *testing.T) {
 		mine := f.redeem(t, "openid offline_access")
 		sid := f.sessionID
 		theirs := f.redeem(t, "openid") // another user, another session
-		f.events.take()
+		f.events.Take()
 		for name, c := range map[string]struct {
 			params url.Values
 			status int
@@ -477,11 +477,11 @@ func TestLogoutWithoutHintAsksFirst(t *testing.T) {
 				}
 				form := parseConfirmation(t, rec)
 				if c.event != nil {
-					onlyEvent(t, f.events.take(), c.event.Type, c.event.Reason)
+					onlyEvent(t, f.events.Take(), c.event.Type, c.event.Reason)
 					if form.fields.Get("post_logout_redirect_uri") != "" || strings.Contains(rec.Body.String(), "evil.example") {
 						t.Errorf("a refused request's address is in the form: %v", form.fields)
 					}
-				} else if evs := f.events.take(); len(evs) != 0 {
+				} else if evs := f.events.Take(); len(evs) != 0 {
 					t.Errorf("events %+v, want none", evs)
 				}
 				if !f.sessionAlive(t, sid) {

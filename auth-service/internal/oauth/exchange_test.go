@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,34 +29,15 @@ import (
 	"github.com/rampart-go/rampart/shared/natsx"
 	"github.com/rampart-go/rampart/shared/revocation"
 	"github.com/rampart-go/rampart/shared/secevent"
+	"github.com/rampart-go/rampart/shared/secevent/seceventtest"
 )
-
-// recorder keeps every security event.
-type recorder struct {
-	mu  sync.Mutex
-	evs []secevent.Event
-}
-
-func (r *recorder) Emit(_ context.Context, ev secevent.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, ev)
-}
-
-func (r *recorder) take() []secevent.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.evs
-	r.evs = nil
-	return out
-}
 
 // exchangeFixture is an authorization server on SQLite with a settable
 // clock and an order-service client certificate.
 type exchangeFixture struct {
 	srv    *Server
 	engine *gin.Engine
-	events *recorder
+	events *seceventtest.Recorder
 	now    time.Time
 	cert   *x509.Certificate
 	keys   *keys.Manager
@@ -135,7 +115,7 @@ func newFixture(t *testing.T, dbURL string, cfg Config, revs *revocation.List) *
 	if err := RegisterClients(ctx, db, DefaultClients("")); err != nil {
 		t.Fatal(err)
 	}
-	f := &exchangeFixture{events: &recorder{}, now: time.Now().Truncate(time.Second), reg: prometheus.NewRegistry()}
+	f := &exchangeFixture{events: &seceventtest.Recorder{}, now: time.Now().Truncate(time.Second), reg: prometheus.NewRegistry()}
 	km, err := keys.Open(keys.Options{Dir: t.TempDir(), Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +223,7 @@ func TestTokenExchangeLifetimeFollowsTheSubjectToken(t *testing.T) {
 	if st != http.StatusOK || out["expires_in"] != float64(300) {
 		t.Fatalf("fresh subject: %d %v", st, out)
 	}
-	f.events.take()
+	f.events.Take()
 
 	f.now = f.now.Add(8 * time.Minute) // two minutes left on the user's token
 	st, out = f.exchange(t, subject, "user-service", "users:read")
@@ -257,7 +237,7 @@ func TestTokenExchangeLifetimeFollowsTheSubjectToken(t *testing.T) {
 	if got := claims.ExpiresAt.Sub(claims.IssuedAt.Time); got != 2*time.Minute {
 		t.Errorf("exchanged token lifetime %v, want 2m", got)
 	}
-	if len(f.events.take()) != 0 {
+	if len(f.events.Take()) != 0 {
 		t.Error("a successful exchange emitted security events")
 	}
 
@@ -266,7 +246,7 @@ func TestTokenExchangeLifetimeFollowsTheSubjectToken(t *testing.T) {
 	if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
 		t.Fatalf("expired subject: %d %v", st, out)
 	}
-	onlyEvent(t, f.events.take(), secevent.TokenRejected, secevent.ReasonExpired)
+	onlyEvent(t, f.events.Take(), secevent.TokenRejected, secevent.ReasonExpired)
 }
 
 // TestTokenExchangeJoinsTheSubjectsFamily: a token derived from a token of
@@ -320,7 +300,7 @@ func TestTokenExchangeRefusesTheWrongAudienceAndScope(t *testing.T) {
 			if st != http.StatusBadRequest || out["error"] != c.wantErr {
 				t.Fatalf("%d %v, want 400 %s", st, out, c.wantErr)
 			}
-			onlyEvent(t, f.events.take(), secevent.GrantInvalid, secevent.ReasonScope)
+			onlyEvent(t, f.events.Take(), secevent.GrantInvalid, secevent.ReasonScope)
 		})
 	}
 }
@@ -336,5 +316,5 @@ func TestTokenExchangeRefusesASubjectOfARevokedFamily(t *testing.T) {
 	if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
 		t.Fatalf("%d %v, want 400 invalid_grant", st, out)
 	}
-	onlyEvent(t, f.events.take(), secevent.TokenRejected, secevent.ReasonRevoked)
+	onlyEvent(t, f.events.Take(), secevent.TokenRejected, secevent.ReasonRevoked)
 }

@@ -53,7 +53,7 @@ func testConcurrentRefreshReuse(t *testing.T, dbURL string) {
 		if winner == nil {
 			// Reuse was detected before the first use committed: every
 			// request refused is as good an outcome.
-			f.events.take()
+			f.events.Take()
 			continue
 		}
 		_, err := f.srv.access.Verify(context.Background(), winner["access_token"].(string))
@@ -65,7 +65,7 @@ func testConcurrentRefreshReuse(t *testing.T, dbURL string) {
 		if st != http.StatusBadRequest {
 			t.Errorf("round %d: the winner's refresh token outlived the family's revocation: %d %v", round, st, out)
 		}
-		f.events.take()
+		f.events.Take()
 	}
 }
 
@@ -109,7 +109,7 @@ func testConcurrentCodeReplay(t *testing.T, dbURL string) {
 				t.Fatalf("round %d: %d %v, want 400 invalid_grant", round, st, outs[i])
 			}
 		}
-		f.events.take()
+		f.events.Take()
 		if winner == nil {
 			continue
 		}
@@ -122,6 +122,6 @@ func testConcurrentCodeReplay(t *testing.T, dbURL string) {
 		if st != http.StatusBadRequest {
 			t.Errorf("round %d: the first redemption's refresh token outlived the replay: %d %v", round, st, out)
 		}
-		f.events.take()
+		f.events.Take()
 	}
 }

@@ -26,12 +26,12 @@ func TestServicesHaveTheirOwnTokenBudget(t *testing.T) {
 			t.Fatalf("exchange %d within the service budget: %d %v", i+1, st, out)
 		}
 	}
-	f.events.take()
+	f.events.Take()
 	st, out := f.exchange(t, subject, "user-service", "users:read")
 	if st != http.StatusTooManyRequests || out["error"] != "slow_down" {
 		t.Fatalf("past the service budget: %d %v", st, out)
 	}
-	evs := f.events.take()
+	evs := f.events.Take()
 	onlyEvent(t, evs, secevent.RateLimitExceeded, "token")
 	if evs[0].ClientID != "order-service" {
 		t.Errorf("event names %q, not the service", evs[0].ClientID)

@@ -88,7 +88,7 @@ func TestRefusalsEmitOneEvent(t *testing.T) {
 			if st != c.wantStatus || errc != c.wantError {
 				t.Fatalf("%d %q, want %d %q", st, errc, c.wantStatus, c.wantError)
 			}
-			onlyEvent(t, f.events.take(), secevent.GrantInvalid, c.reason)
+			onlyEvent(t, f.events.Take(), secevent.GrantInvalid, c.reason)
 		})
 	}
 }
@@ -111,12 +111,12 @@ func TestRefusedRefreshScopeKeepsTheToken(t *testing.T) {
 	if st != http.StatusBadRequest || out["error"] != "invalid_scope" {
 		t.Fatalf("widening: %d %v, want 400 invalid_scope", st, out)
 	}
-	f.events.take()
+	f.events.Take()
 	st, out = f.token(t, url.Values{"grant_type": {GrantRefresh}, "client_id": {DemoClientID}, "refresh_token": {rt}}, false)
 	if st != http.StatusOK {
 		t.Fatalf("retry without the bad scope: %d %v, want 200", st, out)
 	}
-	if evs := f.events.take(); len(evs) != 0 {
+	if evs := f.events.Take(); len(evs) != 0 {
 		t.Fatalf("retry emitted %+v", evs)
 	}
 }
@@ -135,5 +135,5 @@ func TestRotatedRefreshWithABadScopeIsStillReuse(t *testing.T) {
 	if st != http.StatusBadRequest || out["error"] != "invalid_grant" {
 		t.Fatalf("reuse with a bad scope: %d %v, want 400 invalid_grant", st, out)
 	}
-	onlyEvent(t, f.events.take(), secevent.RefreshReused, secevent.ReasonNone)
+	onlyEvent(t, f.events.Take(), secevent.RefreshReused, secevent.ReasonNone)
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/rampart-go/rampart/order-service/internal/store"
 	"github.com/rampart-go/rampart/order-service/internal/userclient"
 	"github.com/rampart-go/rampart/shared/dbx/dbxtest"
-	"github.com/rampart-go/rampart/shared/secevent"
+	"github.com/rampart-go/rampart/shared/secevent/seceventtest"
 	"github.com/rampart-go/rampart/shared/tokens/tokenstest"
 )
 
@@ -22,26 +22,6 @@ import (
 // deploy/e2e/orders_test.go. Here the routes run over a real SQLite store
 // with tokens from a test issuer, and user-service is a stand-in whose
 // answer each test chooses, so each failure mode can be produced on demand.
-
-// recorder keeps the security events the handlers emitted.
-type recorder struct {
-	mu     sync.Mutex
-	events []secevent.Event
-}
-
-func (r *recorder) Emit(_ context.Context, ev secevent.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-}
-
-func (r *recorder) take() []secevent.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.events
-	r.events = nil
-	return out
-}
 
 // customers stands in for user-service: every customer exists with an
 // address, unless err is set.
@@ -64,7 +44,7 @@ type api struct {
 	orders    *store.Store
 	customers *customers
 	iss       *tokenstest.Issuer
-	events    *recorder
+	events    *seceventtest.Recorder
 }
 
 func newAPI(t *testing.T) *api {
@@ -73,7 +53,7 @@ func newAPI(t *testing.T) *api {
 	orders := store.New(dbxtest.Open(t, dbxtest.SQLiteURL(t), store.Migrations), nil)
 	a := &api{
 		engine: gin.New(), orders: orders, customers: &customers{},
-		iss: tokenstest.NewIssuer(t, "https://rampart.test", "rampart-api"), events: &recorder{},
+		iss: tokenstest.NewIssuer(t, "https://rampart.test", "rampart-api"), events: &seceventtest.Recorder{},
 	}
 	Routes(a.engine, Deps{Catalog: orders, Orders: orders, Customers: a.customers, Verifier: a.iss.Verifier(t), Events: a.events})
 	return a
@@ -123,7 +103,7 @@ func TestTokenRefusedByTheExchangeIsTheContractsOne401(t *testing.T) {
 	}
 	// The body every other rejected token gets, from authn.Middleware.
 	forged := a.do(t, http.MethodPost, "/api/v1/orders", a.token(t, me, customerScopes, "USER")+"x", mugOrder, nil)
-	a.events.take()
+	a.events.Take()
 	if detail(t, rec.Body.String()) != detail(t, forged.Body.String()) {
 		t.Errorf("body %s\nwant the detail of %s", rec.Body, forged.Body)
 	}

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,30 +14,11 @@ import (
 
 	"github.com/rampart-go/rampart/shared/dbx/dbxtest"
 	"github.com/rampart-go/rampart/shared/secevent"
+	"github.com/rampart-go/rampart/shared/secevent/seceventtest"
 	"github.com/rampart-go/rampart/shared/tokens/tokenstest"
 	"github.com/rampart-go/rampart/user-service/internal/profile"
 	"github.com/rampart-go/rampart/user-service/internal/store"
 )
-
-// recorder keeps the security events the handlers emitted.
-type recorder struct {
-	mu     sync.Mutex
-	events []secevent.Event
-}
-
-func (r *recorder) Emit(_ context.Context, ev secevent.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-}
-
-func (r *recorder) take() []secevent.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.events
-	r.events = nil
-	return out
-}
 
 // api is the user service's routes over a real SQLite store, with tokens
 // from a test issuer.
@@ -46,7 +26,7 @@ type api struct {
 	engine   *gin.Engine
 	profiles *store.Store
 	iss      *tokenstest.Issuer
-	events   *recorder
+	events   *seceventtest.Recorder
 }
 
 func newAPI(t *testing.T) *api {
@@ -55,7 +35,7 @@ func newAPI(t *testing.T) *api {
 	profiles := store.New(dbxtest.Open(t, dbxtest.SQLiteURL(t), store.Migrations), nil)
 	iss := tokenstest.NewIssuer(t, "https://rampart.test", "rampart-api")
 	internal := tokenstest.NewIssuer(t, "https://rampart.test", "user-service")
-	a := &api{engine: gin.New(), profiles: profiles, iss: iss, events: &recorder{}}
+	a := &api{engine: gin.New(), profiles: profiles, iss: iss, events: &seceventtest.Recorder{}}
 	Routes(a.engine, Deps{Profiles: profiles, Verifier: iss.Verifier(t), Internal: internal.Verifier(t), Events: a.events})
 	return a
 }
@@ -116,7 +96,7 @@ func TestErasingSomeoneElseIsAnAdminFunction(t *testing.T) {
 			if rec.Code != tc.want {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tc.want, rec.Body)
 			}
-			got := a.events.take()
+			got := a.events.Take()
 			_, err := a.profiles.Get(context.Background(), victim)
 			if tc.reason == "" {
 				if len(got) != 0 || !errors.Is(err, profile.ErrNotFound) {
@@ -137,7 +117,7 @@ func TestErasingSomeoneElseIsAnAdminFunction(t *testing.T) {
 		if rec := a.do(t, http.MethodDelete, "/api/v1/users/"+me, a.token(t, me, "users:write", "USER"), ""); rec.Code != 204 {
 			t.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
-		if got := a.events.take(); len(got) != 0 {
+		if got := a.events.Take(); len(got) != 0 {
 			t.Fatalf("events %+v", got)
 		}
 	})
