@@ -85,6 +85,19 @@ func (r *Reader) bad(name, value, want string) {
 		r.Fail(name, want)
 		return
 	}
+	// A URL variable whose name looks harmless (RAMPART_NATS_URL,
+	// RAMPART_REDIS_URL, OTEL_EXPORTER_OTLP_ENDPOINT) may still carry a
+	// password in its userinfo (or a token as the user name, nats://token@),
+	// and this line goes to the logs: show the URL with its userinfo
+	// masked, or, when it does not even parse and has an '@', nothing of it.
+	if u, err := url.Parse(value); err == nil && u.User != nil {
+		masked := *u
+		masked.User = url.User("xxxxx")
+		value = masked.String()
+	} else if err != nil && strings.Contains(value, "@") {
+		r.Fail(name, want)
+		return
+	}
 	r.Fail(name, fmt.Sprintf("%s (got %q)", want, value))
 }
 
