@@ -795,3 +795,56 @@ func TestEnsureCAAndEnsureLeaf(t *testing.T) {
 		t.Error("LoadPool accepted a file without certificates")
 	}
 }
+
+// TestReloaderRefusesANotYetValidCertificate: a certificate whose validity
+// starts in the future (a clock skewed on the issuer, a pre-staged
+// rotation) would make every peer refuse this service until then. Like an
+// expired one, it is refused and the current pair stays in service.
+func TestReloaderRefusesANotYetValidCertificate(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, "test CA")
+	dir := t.TempDir()
+	certFile, keyFile := writeLeaf(t, ca, dir, "svc", "order-service")
+	r, err := NewReloader(certFile, keyFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := r.Certificate()
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "order-service"},
+		NotBefore:    time.Now().Add(time.Hour), NotAfter: time.Now().Add(2 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		URIs:         []*url.URL{mustURL(t, ServiceID("order-service"))},
+		DNSNames:     loopbackDNS, IPAddresses: loopbackIPs,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err == nil || !strings.Contains(err.Error(), "not valid before") {
+		t.Fatalf("a not-yet-valid certificate: %v, want refused as not valid before", err)
+	}
+	if r.Certificate() != current {
+		t.Error("the current pair was replaced by a certificate no peer accepts yet")
+	}
+	if _, err := NewReloader(certFile, keyFile, nil); err == nil {
+		t.Error("NewReloader accepted a not-yet-valid certificate")
+	}
+}

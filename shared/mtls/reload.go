@@ -59,8 +59,15 @@ func (r *Reloader) Reload() error {
 	if err != nil {
 		return fmt.Errorf("parse certificate %s: %w", r.certFile, err)
 	}
-	if time.Now().After(leaf.NotAfter) {
+	now := time.Now()
+	if now.After(leaf.NotAfter) {
 		return fmt.Errorf("certificate %s expired at %s", r.certFile, leaf.NotAfter.Format(time.RFC3339))
+	}
+	// Not yet valid is as useless as expired: every peer would refuse it
+	// until NotBefore (crypto/x509 allows no leeway), so swapping it in
+	// would cut this service off while the current pair still works.
+	if now.Before(leaf.NotBefore) {
+		return fmt.Errorf("certificate %s not valid before %s", r.certFile, leaf.NotBefore.Format(time.RFC3339))
 	}
 	pair.Leaf = leaf
 	prev := r.current.Swap(&pair)
