@@ -819,10 +819,10 @@ func TestReloaderRefusesANotYetValidCertificate(t *testing.T) {
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:      pkix.Name{CommonName: "order-service"},
 		NotBefore:    time.Now().Add(time.Hour), NotAfter: time.Now().Add(2 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{mustURL(t, ServiceID("order-service"))},
-		DNSNames:     loopbackDNS, IPAddresses: loopbackIPs,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		URIs:        []*url.URL{mustURL(t, ServiceID("order-service"))},
+		DNSNames:    loopbackDNS, IPAddresses: loopbackIPs,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
