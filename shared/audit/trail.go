@@ -2,9 +2,11 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,6 +18,7 @@ import (
 	"github.com/rampart-go/rampart/shared/consumer"
 	"github.com/rampart-go/rampart/shared/dbx"
 	"github.com/rampart-go/rampart/shared/natsx"
+	"github.com/rampart-go/rampart/shared/secevent"
 )
 
 // DefaultName is the durable consumer's name on RAMPART_SECURITY.
@@ -86,6 +89,9 @@ func New(ctx context.Context, o Options) (*Trail, error) {
 }
 
 func (t *Trail) handle(ctx context.Context, ev natsx.Event) error {
+	if err := claimsMatchSubject(ctx, ev); err != nil {
+		return consumer.Permanent(err)
+	}
 	res, err := Append(ctx, t.o.DB, ev)
 	switch {
 	case errors.Is(err, ErrInvalid):
@@ -95,6 +101,34 @@ func (t *Trail) handle(ctx context.Context, ev natsx.Event) error {
 	case res.Conflict:
 		t.log.WarnContext(ctx, "audit: event id reused with different content; the first is kept",
 			slog.String("event_id", ev.ID), slog.Int64("seq", res.Entry.Seq))
+	}
+	return nil
+}
+
+// claimsMatchSubject refuses an event whose claimed service (data.service,
+// or the envelope's source "rampart/<service>") is not the service in the
+// subject it was published on. Each service may publish only on
+// rampart.security.<itself>.> (deploy/stack NATSPublish), so the subject is
+// the one authenticated fact about the sender; the body is the sender's
+// say-so. Without this check a compromised gateway could put a login or a
+// revocation "by auth-service" into the trail. The refused message stays in
+// RAMPART_SECURITY, and the consumer logs its termination, as evidence.
+func claimsMatchSubject(ctx context.Context, ev natsx.Event) error {
+	subject, ok := natsx.ConsumedSubject(ctx)
+	if !ok {
+		return errors.New("audit: the event's subject is unknown, so is its sender")
+	}
+	rest, ok := strings.CutPrefix(subject, natsx.SubjectSecurityPrefix)
+	sender, _, _ := strings.Cut(rest, ".")
+	if !ok || sender == "" {
+		return fmt.Errorf("audit: subject %q names no service", subject)
+	}
+	var d secevent.Data
+	_ = json.Unmarshal(ev.Data, &d) // lenient, as fromPayload
+	for _, claim := range []string{d.Service, strings.TrimPrefix(ev.Source, "rampart/")} {
+		if claim != "" && claim != sender {
+			return fmt.Errorf("audit: event %s published by %s claims to come from %q", ev.ID, sender, claim)
+		}
 	}
 	return nil
 }

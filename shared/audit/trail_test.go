@@ -146,3 +146,76 @@ func TestTrailRecordsEverySecurityEventOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestTrailAttributesAnEventToTheServiceItsSubjectProves: NATS permissions
+// let each service publish only on rampart.security.<itself>.>, so the
+// subject is the one authenticated claim of who sent an event; its
+// envelope's source and data.service are whatever the publisher wrote. A
+// compromised gateway must not be able to put a login success or an admin
+// revocation "by auth-service" into the audit trail.
+func TestTrailAttributesAnEventToTheServiceItsSubjectProves(t *testing.T) {
+	js := jetStream(t)
+	dbxtest.Each(t, func(t *testing.T, url string) {
+		ctx := t.Context()
+		db := openDB(t, url)
+		tr, err := audit.New(ctx, audit.Options{JS: js, DB: db, Name: "audit-test-" + uuid.NewString()[:8], CheckpointInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); tr.Run(runCtx) }()
+		defer func() { cancel(); <-done }()
+		waitFor(t, "trail ready", tr.Ready)
+
+		attacker, victim := "gw-"+uuid.NewString()[:8], "auth-"+uuid.NewString()[:8]
+		for _, forged := range []struct{ source, service string }{
+			{"rampart/" + victim, victim}, // both claims forged
+			{"rampart/" + attacker, victim},
+			{"rampart/" + victim, ""}, // data without a service: the source names it
+		} {
+			ev, err := natsx.NewEvent(ctx, forged.source, "rampart.security."+string(secevent.LoginSucceeded), "alice", secevent.Data{
+				Type: secevent.LoginSucceeded, Service: forged.service, Severity: secevent.SeverityInfo, Subject: "alice",
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, err := natsx.Message(ctx, propagation.TraceContext{}, natsx.SubjectSecurityPrefix+attacker+"."+string(secevent.LoginSucceeded), ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.PublishMsg(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The attacker's own, honest event: once it is recorded, the forged
+		// ones before it have been handled.
+		em, err := secevent.NewEmitter(secevent.Options{Service: attacker, Registerer: prometheus.NewRegistry(), Sink: secevent.NewNATSSink(js)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		emCtx, stopEmitter := context.WithCancel(ctx)
+		defer stopEmitter()
+		go em.Run(emCtx)
+		em.Emit(ctx, secevent.Event{Type: secevent.TokenRejected, Reason: secevent.ReasonSignature})
+		waitFor(t, "the honest event", func() bool {
+			es, err := audit.Tail(ctx, db, audit.Filter{Service: attacker, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range es {
+				if e.Type == string(secevent.TokenRejected) {
+					return true
+				}
+			}
+			return false
+		})
+		es, err := audit.Tail(ctx, db, audit.Filter{Service: victim, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es) != 0 {
+			t.Fatalf("events published on %s's subject are recorded as %s's: %+v", attacker, victim, es)
+		}
+	})
+}

@@ -74,9 +74,10 @@ func Message(ctx context.Context, prop propagation.TextMapPropagator, subject st
 }
 
 // StartConsumeSpan starts the consumer span of a received message, as a
-// child of the producer's span found in h.
+// child of the producer's span found in h. The returned context also
+// carries subject (ConsumedSubject).
 func StartConsumeSpan(ctx context.Context, tp trace.TracerProvider, prop propagation.TextMapPropagator, subject string, h nats.Header) (context.Context, trace.Span) {
-	ctx = Extract(ctx, prop, h)
+	ctx = context.WithValue(Extract(ctx, prop, h), consumedSubjectKey{}, subject)
 	return tp.Tracer(tracerName).Start(ctx, "process "+subject, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "nats"),
@@ -84,4 +85,15 @@ func StartConsumeSpan(ctx context.Context, tp trace.TracerProvider, prop propaga
 			attribute.String("messaging.destination.name", subject),
 			attribute.String("messaging.message.id", h.Get(jetstream.MsgIDHeader)),
 		))
+}
+
+type consumedSubjectKey struct{}
+
+// ConsumedSubject returns the subject the message being handled in ctx was
+// published on (set by StartConsumeSpan). Unlike anything in the message
+// body, the subject is vouched for by the server's publish permissions:
+// on rampart.security.<service>.> only that service may publish.
+func ConsumedSubject(ctx context.Context) (string, bool) {
+	s, ok := ctx.Value(consumedSubjectKey{}).(string)
+	return s, ok && s != ""
 }
