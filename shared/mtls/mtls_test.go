@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -846,5 +847,80 @@ func TestReloaderRefusesANotYetValidCertificate(t *testing.T) {
 	}
 	if _, err := NewReloader(certFile, keyFile, nil); err == nil {
 		t.Error("NewReloader accepted a not-yet-valid certificate")
+	}
+}
+
+// TestServerReportsACallerThatCannotProveItsKey: crypto/tls calls
+// VerifyConnection on the client's certificate before it checks the
+// client's CertificateVerify signature. A caller replaying another
+// service's certificate (public: every handshake sends it) without its key
+// passes VerifyConnection and then fails the handshake — the one
+// impersonation attempt mTLS exists to stop. NewServer's ConnState reports
+// it once, as untrusted with the identity it claimed; a caller that
+// completes the handshake is never reported, however its connection ends.
+func TestServerReportsACallerThatCannotProveItsKey(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, "test CA")
+	var rej rejections
+	ms := NewServer(reloaderFor(t, ca, "order-service"), poolOf(ca), []string{"gateway"}, rej.record)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{
+		TLSConfig: ms.Config, ConnState: ms.ConnState, ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: log.New(io.Discard, "", 0),
+		Handler:  http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }),
+	}
+	go func() { _ = hs.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = hs.Close() })
+
+	gateway := reloaderFor(t, ca, "gateway")
+	wrongKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen := &tls.Certificate{Certificate: gateway.Certificate().Certificate, PrivateKey: wrongKey}
+	waitRejections := func(n int) []rejection {
+		var got []rejection
+		deadline := time.Now().Add(5 * time.Second)
+		for len(got) < n && time.Now().Before(deadline) {
+			got = append(got, rej.take()...)
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // and no more
+		return append(got, rej.take()...)
+	}
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(version), func(t *testing.T) {
+			client := func(cert *tls.Certificate) *http.Client {
+				return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+					MinVersion: version, MaxVersion: version, RootCAs: poolOf(ca), ServerName: "localhost",
+					GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil },
+				}}}
+			}
+			honest := client(gateway.Certificate())
+			resp, err := honest.Get("https://" + ln.Addr().String() + "/")
+			if err != nil {
+				t.Fatalf("the real gateway was refused: %v", err)
+			}
+			_ = resp.Body.Close()
+			honest.CloseIdleConnections()
+			if got := waitRejections(0); len(got) != 0 {
+				t.Fatalf("a caller that completed the handshake was reported: %+v", got)
+			}
+
+			if resp, err := client(stolen).Get("https://" + ln.Addr().String() + "/"); err == nil {
+				_ = resp.Body.Close()
+				t.Fatal("a caller without the certificate's key was served")
+			}
+			got := waitRejections(1)
+			if len(got) != 1 {
+				t.Fatalf("onReject called %d times (%+v), want once", len(got), got)
+			}
+			if got[0].reason != ReasonUntrusted || got[0].identity != "gateway" || got[0].peer == "" {
+				t.Errorf("onReject(%q, %q, %q), want (%q, <peer>, gateway)", got[0].reason, got[0].peer, got[0].identity, ReasonUntrusted)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -51,7 +52,62 @@ func PublicServerConfig(r *Reloader) *tls.Config { return base(r) }
 // Rampart identity and names a service in allowed. The chain is verified in
 // VerifyConnection rather than by crypto/tls itself so that each refusal
 // can be told apart and reported through onReject.
+//
+// A caller that presents an acceptable certificate without holding its key
+// is refused by crypto/tls after VerifyConnection, unseen by onReject: an
+// HTTP server should use NewServer, whose ConnState reports it too.
 func ServerConfig(r *Reloader, roots *x509.CertPool, allowed []string, onReject RejectFunc) *tls.Config {
+	return serverConfig(r, roots, allowed, onReject, nil)
+}
+
+// Server is an mTLS HTTP listener's configuration: set Config as
+// http.Server.TLSConfig and ConnState as http.Server.ConnState.
+type Server struct {
+	// Config is ServerConfig's.
+	Config *tls.Config
+	// ConnState reports, through onReject as untrusted with the identity
+	// claimed, a caller whose certificate passed VerifyConnection but whose
+	// handshake then failed. crypto/tls verifies the client's
+	// CertificateVerify signature only after VerifyConnection, so this is
+	// a caller replaying another service's certificate (public: every
+	// handshake sends it) without its private key — the impersonation
+	// attempt mTLS exists to stop, and otherwise the one refusal that
+	// would leave no security event.
+	ConnState func(net.Conn, http.ConnState)
+}
+
+// NewServer is ServerConfig plus the ConnState hook that reports callers
+// failing to prove possession of their certificate's key.
+func NewServer(r *Reloader, roots *x509.CertPool, allowed []string, onReject RejectFunc) *Server {
+	// Connections whose certificate passed VerifyConnection, keyed by the
+	// raw connection, until ConnState learns how the handshake ended.
+	var pending sync.Map
+	s := &Server{Config: serverConfig(r, roots, allowed, onReject, &pending)}
+	s.ConnState = func(c net.Conn, state http.ConnState) {
+		raw := c
+		tc, isTLS := c.(*tls.Conn)
+		if isTLS {
+			raw = tc.NetConn()
+		}
+		switch state {
+		case http.StateActive, http.StateHijacked:
+			pending.Delete(raw)
+		case http.StateClosed:
+			v, ok := pending.LoadAndDelete(raw)
+			if !ok || !isTLS || tc.ConnectionState().HandshakeComplete {
+				return
+			}
+			if p, ok := v.(verifiedPeer); ok && onReject != nil {
+				onReject(ReasonUntrusted, p.peer, p.identity)
+			}
+		}
+	}
+	return s
+}
+
+type verifiedPeer struct{ peer, identity string }
+
+func serverConfig(r *Reloader, roots *x509.CertPool, allowed []string, onReject RejectFunc, pending *sync.Map) *tls.Config {
 	allow := slices.Clone(allowed)
 	cfg := base(r)
 	cfg.ClientAuth = tls.RequestClientCert
@@ -72,6 +128,12 @@ func ServerConfig(r *Reloader, roots *x509.CertPool, allowed []string, onReject 
 		c.VerifyConnection = func(cs tls.ConnectionState) error {
 			reason, identity, err := verifyClient(cs, roots, allow)
 			if err == nil {
+				// The key behind the certificate is proven only after
+				// this returns (CertificateVerify): NewServer's ConnState
+				// reports a handshake that fails from here on.
+				if pending != nil && hello.Conn != nil {
+					pending.Store(hello.Conn, verifiedPeer{peer: peer, identity: identity})
+				}
 				return nil
 			}
 			if onReject != nil {

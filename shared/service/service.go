@@ -271,8 +271,16 @@ func (rt *Runtime) Serve(ctx context.Context, api http.Handler) error {
 		workers.Go(func() error { w(workCtx); return nil })
 	}
 
+	apiSrv := server.NewHTTPServer(api, rt.APITLS(), rt.Log)
+	if !rt.opts.PublicEdge {
+		// NewServer's ConnState also reports a caller that presented an
+		// allowed certificate without its key (a replayed certificate),
+		// which crypto/tls refuses after VerifyConnection has passed.
+		ms := mtls.NewServer(rt.Certs, rt.Roots, rt.Config.AllowedCallers, rt.onReject)
+		apiSrv.TLSConfig, apiSrv.ConnState = ms.Config, ms.ConnState
+	}
 	err = server.Serve(ctx, rt.Log, rt.Config.ShutdownTimeout,
-		server.Listener{Name: "api", Server: server.NewHTTPServer(api, rt.APITLS(), rt.Log), Listener: apiL},
+		server.Listener{Name: "api", Server: apiSrv, Listener: apiL},
 		server.Listener{Name: "ops", Server: server.NewHTTPServer(server.OpsHandler(rt.Telemetry.Registry, rt.Checks), nil, rt.Log), Listener: opsL},
 	)
 	stopWork()
