@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -155,10 +156,32 @@ func (e *Emitter) Expect(typ Type, reasons ...Reason) {
 	}
 }
 
+// MaxFieldBytes bounds each free-form field of an Event (Subject,
+// ClientID, ClientIP, Route, RequestID). Some come from what a client sent;
+// unbounded, one oversized value would push the event past NATS's 1 MiB
+// message limit, so it would be dropped and never reach RAMPART_SECURITY or
+// the audit trail (an attack that erases its own record), and would carry
+// megabytes into every log line and span.
+const MaxFieldBytes = 256
+
+// bound cuts s to MaxFieldBytes, at a rune boundary.
+func bound(s string) string {
+	if len(s) <= MaxFieldBytes {
+		return s
+	}
+	cut := MaxFieldBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
+
 // Emit records ev: counter (with a trace-id exemplar), span event, and an
 // enqueued CloudEvent. It never blocks: a full queue drops the message and
 // counts it, the counter and span event are recorded regardless.
 func (e *Emitter) Emit(ctx context.Context, ev Event) {
+	ev.Subject, ev.ClientID, ev.ClientIP = bound(ev.Subject), bound(ev.ClientID), bound(ev.ClientIP)
+	ev.Route, ev.RequestID = bound(ev.Route), bound(ev.RequestID)
 	if !Allowed(ev.Type, ev.Reason) {
 		e.log.WarnContext(ctx, "security event with a reason outside its set", slog.String("type", string(ev.Type)), slog.String("reason", string(ev.Reason)))
 		ev.Reason = ReasonOther

@@ -3,6 +3,7 @@ package secevent
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,5 +167,67 @@ func TestEventReachesTheStreamWithSpanEventAndExemplar(t *testing.T) {
 	if ev.SpecVersion != "1.0" || data.Type != AccessDenied || data.Reason != ReasonOwnership || data.Service != "order-service" ||
 		data.Subject != "u1" || data.TraceID != span.SpanContext().TraceID().String() || data.Severity != SeverityMedium {
 		t.Errorf("event %+v data %+v", ev, data)
+	}
+}
+
+// TestOversizedFieldsAreBoundedNotDropped: a field a client can influence
+// (a client_id from a form, a subject from a token) must not be able to
+// push the event past NATS's 1 MiB message limit — the event would be
+// counted as dropped and never reach RAMPART_SECURITY or the audit trail,
+// so an attacker could attack unrecorded — nor carry megabytes into logs
+// and spans. Each field is cut to MaxFieldBytes.
+func TestOversizedFieldsAreBoundedNotDropped(t *testing.T) {
+	t.Parallel()
+	srv, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	ctx := context.Background()
+	nc, err := natsx.Connect(ctx, natsx.Options{URL: srv.ClientURL(), Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsx.EnsureStreams(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEmitter(Options{Service: "auth-service", Registerer: prometheus.NewRegistry(), Sink: NewNATSSink(js)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	go e.Run(runCtx)
+
+	huge := strings.Repeat("A", 2<<20)
+	e.Emit(ctx, Event{Type: ClientFailed, Reason: ReasonUnknownClient, ClientID: huge, Subject: huge, ClientIP: huge, Route: huge, RequestID: huge})
+
+	cons, err := js.OrderedConsumer(ctx, natsx.StreamSecurity, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"rampart.security.auth-service.auth.client.failed"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatalf("the event never reached RAMPART_SECURITY (dropped %v): %v", testutil.ToFloat64(e.dropped), err)
+	}
+	var ev natsx.Event
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+		t.Fatal(err)
+	}
+	var data Data
+	if err := json.Unmarshal(ev.Data, &data); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]string{"client_id": data.ClientID, "subject": data.Subject, "client_ip": data.ClientIP, "route": data.Route, "request_id": data.RequestID, "envelope subject": ev.Subject} {
+		if len(f) == 0 || len(f) > MaxFieldBytes {
+			t.Errorf("%s is %d bytes, want 1 to %d", name, len(f), MaxFieldBytes)
+		}
 	}
 }
