@@ -85,9 +85,13 @@ func TestComposeNATSPermissionsMatchStack(t *testing.T) {
 			t.Errorf("%s: no permissions", u.Username)
 			continue
 		}
-		if !sameSet(p.Publish.Allow, w[0]) || !sameSet(p.Subscribe.Allow, w[1]) || !sameSet(p.Publish.Deny, natsx.DestructiveJetStreamAPI()) {
+		deny := natsx.ServicePublishDeny()
+		if u.Username == mtls.ServiceID(stack.OpsUser) {
+			deny = natsx.DestructiveJetStreamAPI()
+		}
+		if !sameSet(p.Publish.Allow, w[0]) || !sameSet(p.Subscribe.Allow, w[1]) || !sameSet(p.Publish.Deny, deny) {
 			t.Errorf("%s: publish %v deny %v subscribe %v;\nwant publish %v deny %v subscribe %v (deploy/stack NATSPublish, NATSSubscribe)",
-				u.Username, p.Publish.Allow, p.Publish.Deny, p.Subscribe.Allow, w[0], natsx.DestructiveJetStreamAPI(), w[1])
+				u.Username, p.Publish.Allow, p.Publish.Deny, p.Subscribe.Allow, w[0], deny, w[1])
 		}
 	}
 }
@@ -241,6 +245,20 @@ func TestComposeNATSEnforcesLeastPrivilege(t *testing.T) {
 			_ = nc.Flush()
 			if !denied(errs) {
 				t.Errorf("auth-service may publish an update of %s", stream)
+			}
+		}
+	})
+	t.Run("a service can neither read the security stream nor delete the audit trail's consumer", func(t *testing.T) {
+		for _, subject := range []string{
+			"$JS.API.CONSUMER.DELETE." + natsx.StreamSecurity + ".audit-trail",
+			"$JS.API.CONSUMER.CREATE." + natsx.StreamSecurity + ".spy",
+			"$JS.API.STREAM.MSG.GET." + natsx.StreamSecurity,
+		} {
+			nc, errs := connect(t, stack.Gateway)
+			_ = nc.Publish(subject, []byte("{}"))
+			_ = nc.Flush()
+			if !denied(errs) {
+				t.Errorf("gateway may publish %s", subject)
 			}
 		}
 	})

@@ -272,10 +272,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	for _, name := range Services {
 		pub, sub := natsx.ServicePermissions(NATSPublish[name], NATSSubscribe[name])
 		users = append(users, natsx.User{Name: name, Password: sec.NATSPasswords[name], Publish: pub, Subscribe: sub,
-			PublishDeny: natsx.DestructiveJetStreamAPI()})
+			PublishDeny: natsx.ServicePublishDeny()})
 	}
-	// The ops user reads streams (the audit tail, the tests) and may publish
-	// nothing but JetStream API requests.
+	// The ops user reads streams (the audit trail, the tests) and may publish
+	// nothing but JetStream API requests. Unlike the services, it may read
+	// RAMPART_SECURITY and manage its consumers (natsx.SecurityStreamReadAPI).
 	opsPub, opsSub := natsx.ServicePermissions(nil, []string{"rampart.>"})
 	users = append(users, natsx.User{Name: OpsUser, Password: sec.NATSPasswords[OpsUser], Publish: opsPub, Subscribe: opsSub,
 		PublishDeny: natsx.DestructiveJetStreamAPI()})

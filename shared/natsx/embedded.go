@@ -51,6 +51,29 @@ func DestructiveJetStreamAPI() []string {
 	return []string{"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.UPDATE.>"}
 }
 
+// SecurityStreamReadAPI returns the JetStream API subjects that read
+// RAMPART_SECURITY or manage its consumers. Services only write security
+// events; the audit trail (the ops user) is the stream's one reader. Were
+// services allowed these, a compromised one could read every other
+// service's events, or delete or redirect (re-create with another filter)
+// the audit trail's durable consumer and so stop the audit record.
+func SecurityStreamReadAPI() []string {
+	s := StreamSecurity
+	return []string{
+		// CREATE, DELETE, INFO, LIST, NAMES, PAUSE, … on the stream.
+		"$JS.API.CONSUMER.*." + s, "$JS.API.CONSUMER.*." + s + ".>",
+		// DURABLE.CREATE, MSG.NEXT, LEADER.STEPDOWN.
+		"$JS.API.CONSUMER.*.*." + s + ".>",
+		"$JS.API.STREAM.MSG.GET." + s, "$JS.API.DIRECT.GET." + s, "$JS.API.DIRECT.GET." + s + ".>",
+	}
+}
+
+// ServicePublishDeny is what every service user is denied:
+// DestructiveJetStreamAPI and SecurityStreamReadAPI.
+func ServicePublishDeny() []string {
+	return append(DestructiveJetStreamAPI(), SecurityStreamReadAPI()...)
+}
+
 // ServicePermissions completes a service's own subjects with what a
 // JetStream client needs: the JetStream API (to publish with acks, create
 // streams idempotently and consume) and acknowledgements, and replies on

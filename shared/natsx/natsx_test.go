@@ -446,7 +446,7 @@ func TestPermissions(t *testing.T) {
 		t.Fatalf("ServicePermissions(pub %v, sub %v) lacks the JetStream API, acks or inbox", svcPub, svcSub)
 	}
 	srv := startEmbedded(t, natsx.EmbeddedOptions{Users: []natsx.User{
-		{Name: "order-service", Password: "s3cret-order", Publish: svcPub, Subscribe: svcSub, PublishDeny: natsx.DestructiveJetStreamAPI()},
+		{Name: "order-service", Password: "s3cret-order", Publish: svcPub, Subscribe: svcSub, PublishDeny: natsx.ServicePublishDeny()},
 		{Name: "admin", Password: "s3cret-admin", Publish: []string{">"}, Subscribe: []string{">"}},
 		{Name: "nobody", Password: "s3cret-nobody"},
 	}})
@@ -641,6 +641,56 @@ func TestPermissions(t *testing.T) {
 		}
 		if err := natsx.EnsureStreams(ctx, js); err != nil {
 			t.Errorf("a service cannot run EnsureStreams on existing streams: %v", err)
+		}
+	})
+	// Services only write security events. Were they allowed to read
+	// RAMPART_SECURITY or manage its consumers, a compromised one could read
+	// every other service's events, or delete or redirect the audit
+	// trail's durable consumer and so stop the audit record.
+	t.Run("a service can neither read the security stream nor touch its consumers", func(t *testing.T) {
+		if _, err := adminJS.CreateOrUpdateConsumer(ctx, natsx.StreamSecurity, jetstream.ConsumerConfig{
+			Durable: "audit-trail", AckPolicy: jetstream.AckExplicitPolicy,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := adminJS.Publish(ctx, natsx.SubjectSecurityPrefix+"auth-service.auth.login.failed", []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		var v violations
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc.SetErrorHandler(v.handler)
+		js := newJS(t, nc)
+		attempts := map[string]func(context.Context) error{
+			"$JS.API.CONSUMER.DELETE." + natsx.StreamSecurity + ".audit-trail": func(ctx context.Context) error {
+				return js.DeleteConsumer(ctx, natsx.StreamSecurity, "audit-trail")
+			},
+			"$JS.API.CONSUMER.CREATE." + natsx.StreamSecurity + ".audit-trail": func(ctx context.Context) error {
+				_, err := js.CreateOrUpdateConsumer(ctx, natsx.StreamSecurity, jetstream.ConsumerConfig{
+					Durable: "audit-trail", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "nothing.at.all",
+				})
+				return err
+			},
+			"$JS.API.STREAM.MSG.GET." + natsx.StreamSecurity: func(ctx context.Context) error {
+				s, err := js.Stream(ctx, natsx.StreamSecurity)
+				if err != nil {
+					return err
+				}
+				_, err = s.GetMsg(ctx, s.CachedInfo().State.LastSeq)
+				return err
+			},
+		}
+		for subject, attempt := range attempts {
+			actx, acancel := context.WithTimeout(ctx, time.Second)
+			err := attempt(actx)
+			acancel()
+			if err == nil {
+				t.Errorf("%s succeeded", subject)
+				continue
+			}
+			v.requireViolation(t, subject)
+		}
+		if _, err := adminJS.Consumer(ctx, natsx.StreamSecurity, "audit-trail"); err != nil {
+			t.Errorf("the audit trail's consumer is gone: %v", err)
 		}
 	})
 	if got := natsx.DestructiveJetStreamAPI(); len(got) != 4 {
