@@ -63,7 +63,7 @@ func TestComposeNATSPermissionsMatchStack(t *testing.T) {
 		pub, sub := natsx.ServicePermissions(stack.NATSPublish[name], stack.NATSSubscribe[name])
 		want[mtls.ServiceID(name)] = [2][]string{pub, sub}
 	}
-	opsPub, opsSub := natsx.ServicePermissions(nil, []string{"rampart.>"})
+	opsPub, opsSub := natsx.OpsPermissions(nil, []string{"rampart.>"})
 	want[mtls.ServiceID(stack.OpsUser)] = [2][]string{opsPub, opsSub}
 	if !opts.TLSMap {
 		t.Error("TLS must verify client certificates and map them to users (verify_and_map)")
@@ -253,6 +253,8 @@ func TestComposeNATSEnforcesLeastPrivilege(t *testing.T) {
 			"$JS.API.CONSUMER.DELETE." + natsx.StreamSecurity + ".audit-trail",
 			"$JS.API.CONSUMER.CREATE." + natsx.StreamSecurity + ".spy",
 			"$JS.API.STREAM.MSG.GET." + natsx.StreamSecurity,
+			"$JS.API.STREAM.SNAPSHOT." + natsx.StreamSecurity,
+			"$JS.API.STREAM.CREATE.SPY", // a stream sourcing another
 		} {
 			nc, errs := connect(t, stack.Gateway)
 			_ = nc.Publish(subject, []byte("{}"))

@@ -277,7 +277,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	// The ops user reads streams (the audit trail, the tests) and may publish
 	// nothing but JetStream API requests. Unlike the services, it may read
 	// RAMPART_SECURITY and manage its consumers (natsx.SecurityStreamReadAPI).
-	opsPub, opsSub := natsx.ServicePermissions(nil, []string{"rampart.>"})
+	opsPub, opsSub := natsx.OpsPermissions(nil, []string{"rampart.>"})
 	users = append(users, natsx.User{Name: OpsUser, Password: sec.NATSPasswords[OpsUser], Publish: opsPub, Subscribe: opsSub,
 		PublishDeny: natsx.DestructiveJetStreamAPI()})
 	s.secrets = sec

@@ -60,6 +60,8 @@ func DestructiveJetStreamAPI() []string {
 func SecurityStreamReadAPI() []string {
 	s := StreamSecurity
 	return []string{
+		// A snapshot streams the whole stream to the requester.
+		"$JS.API.STREAM.SNAPSHOT." + s,
 		// CREATE, DELETE, INFO, LIST, NAMES, PAUSE, … on the stream.
 		"$JS.API.CONSUMER.*." + s, "$JS.API.CONSUMER.*." + s + ".>",
 		// DURABLE.CREATE, MSG.NEXT, LEADER.STEPDOWN.
@@ -75,10 +77,41 @@ func ServicePublishDeny() []string {
 }
 
 // ServicePermissions completes a service's own subjects with what a
-// JetStream client needs: the JetStream API (to publish with acks, create
-// streams idempotently and consume) and acknowledgements, and replies on
-// _INBOX. The destructive API is denied separately (DestructiveJetStreamAPI).
+// JetStream client needs — the parts of the JetStream API that EnsureStreams,
+// durable consumers and the revocation bucket use, acknowledgements, and
+// replies on _INBOX. Not the whole API: with $JS.API.> a service could
+// create a stream of its own that sources or mirrors another (a copy it
+// may read), or snapshot one. What remains is denied separately
+// (ServicePublishDeny).
 func ServicePermissions(publish, subscribe []string) (pub, sub []string) {
+	pub = append(append([]string{}, publish...), serviceJetStreamAPI()...)
+	pub = append(pub, "$JS.ACK.>")
+	sub = append(append([]string{}, subscribe...), "_INBOX.>")
+	return pub, sub
+}
+
+// serviceJetStreamAPI is the JetStream API a service uses.
+func serviceJetStreamAPI() []string {
+	out := []string{
+		"$JS.API.INFO",          // account info (CreateKeyValue)
+		"$JS.API.STREAM.INFO.*", // stream and bucket lookups
+		"$JS.API.STREAM.NAMES",  // stream by subject
+		"$JS.API.STREAM.LIST",
+		"$JS.API.STREAM.MSG.GET.*", // bucket reads without direct get
+		"$JS.API.DIRECT.GET.>",     // bucket reads
+		"$JS.API.CONSUMER.>",       // durable consumers, the bucket's watcher
+	}
+	// EnsureStreams: the contract's streams only.
+	for _, c := range StreamConfigs() {
+		out = append(out, "$JS.API.STREAM.CREATE."+c.Name)
+	}
+	return append(out, "$JS.API.STREAM.CREATE.KV_"+BucketRevocations)
+}
+
+// OpsPermissions are ServicePermissions with the whole JetStream API, for
+// operators' tools and the audit trail (their deny list is
+// DestructiveJetStreamAPI).
+func OpsPermissions(publish, subscribe []string) (pub, sub []string) {
 	pub = append(append([]string{}, publish...), "$JS.API.>", "$JS.ACK.>")
 	sub = append(append([]string{}, subscribe...), "_INBOX.>")
 	return pub, sub

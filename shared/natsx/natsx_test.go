@@ -442,7 +442,8 @@ func TestPermissions(t *testing.T) {
 		})
 	}
 	svcPub, svcSub := natsx.ServicePermissions([]string{"rampart.events.order-service.>"}, []string{"rampart.events.>"})
-	if !contains(svcPub, "$JS.API.>") || !contains(svcPub, "$JS.ACK.>") || !contains(svcSub, "_INBOX.>") {
+	if !contains(svcPub, "$JS.API.CONSUMER.>") || !contains(svcPub, "$JS.API.STREAM.CREATE."+natsx.StreamSecurity) || contains(svcPub, "$JS.API.>") ||
+		!contains(svcPub, "$JS.ACK.>") || !contains(svcSub, "_INBOX.>") {
 		t.Fatalf("ServicePermissions(pub %v, sub %v) lacks the JetStream API, acks or inbox", svcPub, svcSub)
 	}
 	srv := startEmbedded(t, natsx.EmbeddedOptions{Users: []natsx.User{
@@ -692,6 +693,28 @@ func TestPermissions(t *testing.T) {
 		if _, err := adminJS.Consumer(ctx, natsx.StreamSecurity, "audit-trail"); err != nil {
 			t.Errorf("the audit trail's consumer is gone: %v", err)
 		}
+	})
+	// A stream of its own that sources (or mirrors) another copies that
+	// stream's messages where the service may read them; a snapshot
+	// streams a whole stream to the requester. Services create only the
+	// contract's streams (EnsureStreams).
+	t.Run("a service cannot copy a stream into one of its own", func(t *testing.T) {
+		var v violations
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc.SetErrorHandler(v.handler)
+		js := newJS(t, nc)
+		for _, src := range []string{natsx.StreamSecurity, natsx.StreamEvents} {
+			name := "SPY_" + src
+			actx, acancel := context.WithTimeout(ctx, time.Second)
+			_, err := js.CreateStream(actx, jetstream.StreamConfig{Name: name, Sources: []*jetstream.StreamSource{{Name: src}}, Storage: jetstream.MemoryStorage})
+			acancel()
+			if err == nil {
+				t.Errorf("order-service created %s sourcing %s", name, src)
+			}
+			v.requireViolation(t, "$JS.API.STREAM.CREATE."+name)
+		}
+		_ = nc.Publish("$JS.API.STREAM.SNAPSHOT."+natsx.StreamSecurity, []byte(`{"deliver_subject":"_INBOX.snap"}`))
+		v.requireViolation(t, "$JS.API.STREAM.SNAPSHOT."+natsx.StreamSecurity)
 	})
 	if got := natsx.DestructiveJetStreamAPI(); len(got) != 4 {
 		t.Errorf("DestructiveJetStreamAPI = %v", got)

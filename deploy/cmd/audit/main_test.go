@@ -230,7 +230,7 @@ func TestRunAppendsUntilStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auditPub, auditSub := natsx.ServicePermissions(nil, []string{"rampart.>"})
+	auditPub, auditSub := natsx.OpsPermissions(nil, []string{"rampart.>"})
 	svcPub, svcSub := natsx.ServicePermissions([]string{"rampart.security.gateway.>"}, nil)
 	srv, err := natsx.StartEmbedded(natsx.EmbeddedOptions{StoreDir: t.TempDir(), TLS: srvCert, Users: []natsx.User{
 		{Name: "ops", Password: "ops-pw", Publish: auditPub, Subscribe: auditSub, PublishDeny: natsx.DestructiveJetStreamAPI()},
