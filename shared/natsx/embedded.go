@@ -85,7 +85,7 @@ func ServicePublishDeny() []string {
 // (ServicePublishDeny).
 func ServicePermissions(publish, subscribe []string) (pub, sub []string) {
 	pub = append(append([]string{}, publish...), serviceJetStreamAPI()...)
-	pub = append(pub, "$JS.ACK.>")
+	pub = append(pub, "$JS.ACK.>", jsFlowControl)
 	sub = append(append([]string{}, subscribe...), "_INBOX.>")
 	return pub, sub
 }
@@ -108,11 +108,18 @@ func serviceJetStreamAPI() []string {
 	return append(out, "$JS.API.STREAM.CREATE.KV_"+BucketRevocations)
 }
 
+// jsFlowControl is where a push consumer with flow control (a KV watcher,
+// so every service's revocation list) answers the server's flow-control
+// requests. Without it the server stops delivering once a window of
+// pending bytes is reached — a burst of revocations would stall the
+// watcher for good, and revoked tokens keep working.
+const jsFlowControl = "$JS.FC.>"
+
 // OpsPermissions are ServicePermissions with the whole JetStream API, for
 // operators' tools and the audit trail (their deny list is
 // DestructiveJetStreamAPI).
 func OpsPermissions(publish, subscribe []string) (pub, sub []string) {
-	pub = append(append([]string{}, publish...), "$JS.API.>", "$JS.ACK.>")
+	pub = append(append([]string{}, publish...), "$JS.API.>", "$JS.ACK.>", jsFlowControl)
 	sub = append(append([]string{}, subscribe...), "_INBOX.>")
 	return pub, sub
 }

@@ -882,3 +882,61 @@ func TestConnectGivesUpWhenTheContextEnds(t *testing.T) {
 		t.Errorf("Connect took %v to notice the cancelled context", time.Since(start))
 	}
 }
+
+// TestABucketWatcherKeepsUpWithABurst: a KV watcher (every service's
+// revocation list) is a push consumer with flow control: past a window of
+// pending bytes the server waits for the client's answer on $JS.FC.… before
+// it delivers more. A service allowed to subscribe but not to answer stalls
+// there for good — and revocations stop reaching it, so revoked tokens keep
+// working. 4 MB of updates is well past the window.
+func TestABucketWatcherKeepsUpWithABurst(t *testing.T) {
+	t.Parallel()
+	pub, sub := natsx.ServicePermissions([]string{"rampart.security.gateway.>"}, []string{"rampart.revocations"})
+	srv := startEmbedded(t, natsx.EmbeddedOptions{Users: []natsx.User{
+		{Name: "gateway", Password: "s3cret-gateway", Publish: pub, Subscribe: sub, PublishDeny: natsx.ServicePublishDeny()},
+		{Name: "admin", Password: "s3cret-admin", Publish: []string{">"}, Subscribe: []string{">"}},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adminJS := newJS(t, connect(t, natsx.Options{URL: srv.ClientURL(), User: "admin", Password: "s3cret-admin"}))
+	if err := natsx.EnsureStreams(ctx, adminJS); err != nil {
+		t.Fatal(err)
+	}
+	adminKV, err := adminJS.KeyValue(ctx, natsx.BucketRevocations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v violations
+	nc := connect(t, natsx.Options{URL: srv.ClientURL(), User: "gateway", Password: "s3cret-gateway"})
+	nc.SetErrorHandler(v.handler)
+	kv, err := newJS(t, nc).KeyValue(ctx, natsx.BucketRevocations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4000
+	val := []byte(strings.Repeat("x", 1000))
+	go func() {
+		for i := range n {
+			if _, err := adminKV.Put(ctx, fmt.Sprintf("jti-%d", i), val); err != nil {
+				return
+			}
+		}
+	}()
+	got, deadline := 0, time.After(20*time.Second)
+	for got < n {
+		select {
+		case e := <-w.Updates():
+			if e != nil {
+				got++
+			}
+		case <-deadline:
+			v.mu.Lock()
+			defer v.mu.Unlock()
+			t.Fatalf("the watcher stalled after %d of %d updates; connection errors: %v", got, n, v.errs)
+		}
+	}
+}
