@@ -78,7 +78,7 @@ func ReadCommon(r *Reader, service, defaultAPIAddr, defaultOpsAddr string, needD
 			if u != nil {
 				c.DatabaseURL = v
 				if u.Scheme != "sqlite" {
-					r.Insecure("RAMPART_DATABASE_URL", postgresUnverified(u),
+					r.Insecure("RAMPART_DATABASE_URL", PostgresUnverified(u),
 						"PostgreSQL to a non-loopback host without sslmode=verify-full")
 				}
 			}
@@ -125,7 +125,7 @@ func ReadCommon(r *Reader, service, defaultAPIAddr, defaultOpsAddr string, needD
 	return c
 }
 
-// postgresUnverified reports whether u may talk to a PostgreSQL server off
+// PostgresUnverified reports whether u may talk to a PostgreSQL server off
 // this machine without TLS that verifies the server. Without an explicit
 // sslmode, pgx (like libpq) uses "prefer": TLS without any certificate
 // check, and plain text when the server (or anyone in the path) declines
@@ -134,7 +134,7 @@ func ReadCommon(r *Reader, service, defaultAPIAddr, defaultOpsAddr string, needD
 // counts: repeated sslmode parameters, the ssl=true alias (which means
 // "require"), host= parameters that override the URL's host, and service=
 // (settings from a file we cannot see).
-func postgresUnverified(u *url.URL) bool {
+func PostgresUnverified(u *url.URL) bool {
 	q := u.Query()
 	modes := q["sslmode"]
 	verified := len(modes) > 0 && !q.Has("ssl")

@@ -214,6 +214,10 @@ func runTrail(ctx context.Context, args []string, env config.Lookup, stderr io.W
 	}
 	if *db == "" {
 		r.Fail("RAMPART_DATABASE_URL", "required but not set (or pass --db)")
+	} else if u, err := url.Parse(*db); err == nil && u.Scheme != "sqlite" {
+		// The same rule as every service's database (config.ReadCommon):
+		// this one holds every security event.
+		r.Insecure("RAMPART_DATABASE_URL", config.PostgresUnverified(u), "PostgreSQL to a non-loopback host without sslmode=verify-full")
 	}
 	if err := r.Err(); err != nil {
 		return err

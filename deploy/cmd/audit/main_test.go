@@ -316,6 +316,12 @@ func TestRunReportsEveryConfigurationProblem(t *testing.T) {
 			t.Errorf("stderr does not name %s:\n%s", v, errs)
 		}
 	}
+	// The trail's database holds every security event: reaching it off
+	// loopback without a verified TLS server is as insecure as a service's.
+	code, _, errs = cli(t, map[string]string{"RAMPART_NATS_URL": "nats://127.0.0.1:1", "RAMPART_DATABASE_URL": "postgres://audit@db.internal/audit?sslmode=require"}, "run")
+	if code != exitError || !strings.Contains(errs, "RAMPART_DATABASE_URL: PostgreSQL to a non-loopback host without sslmode=verify-full refused") {
+		t.Fatalf("PostgreSQL with sslmode=require: exit %d, %s", code, errs)
+	}
 	code, _, errs = cli(t, map[string]string{"RAMPART_NATS_URL": "tls://127.0.0.1:1", "RAMPART_DATABASE_URL": "sqlite://x.db"}, "run")
 	if code != exitError || !strings.Contains(errs, "RAMPART_TLS_CA: required") {
 		t.Fatalf("tls:// without a CA: exit %d, %s", code, errs)
