@@ -60,7 +60,7 @@ func TestComposeNATSPermissionsMatchStack(t *testing.T) {
 	_, _, opts := startComposeNATS(t)
 	want := map[string][2][]string{}
 	for _, name := range stack.Services {
-		pub, sub := natsx.ServicePermissions(stack.NATSPublish[name], stack.NATSSubscribe[name])
+		pub, sub := stack.NATSPermissions(name)
 		want[mtls.ServiceID(name)] = [2][]string{pub, sub}
 	}
 	opsPub, opsSub := natsx.OpsPermissions(nil, []string{"rampart.>"})

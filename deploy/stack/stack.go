@@ -270,7 +270,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	users := make([]natsx.User, 0, len(Services))
 	for _, name := range Services {
-		pub, sub := natsx.ServicePermissions(NATSPublish[name], NATSSubscribe[name])
+		pub, sub := NATSPermissions(name)
 		users = append(users, natsx.User{Name: name, Password: sec.NATSPasswords[name], Publish: pub, Subscribe: sub,
 			PublishDeny: natsx.ServicePublishDeny()})
 	}
@@ -471,6 +471,28 @@ var (
 		Order:   {"rampart.revocations"},
 	}
 )
+
+// NATSConsumers are each service's durable consumers on RAMPART_EVENTS,
+// name and filter subject (the services' internal/events packages): a
+// service may create and pull from these only.
+var NATSConsumers = map[string][][2]string{
+	Auth:  {{"auth-service-user-deleted", "rampart.events.user.deleted"}},
+	User:  {{"user-service-account-created", "rampart.events.account.created"}},
+	Order: {{"order-service-user-deleted", "rampart.events.user.deleted"}},
+}
+
+// NATSPermissions are service name's NATS publish and subscribe allow
+// lists: its own subjects, its durable consumers, and what every
+// JetStream client needs (natsx.ServicePermissions). Its deny list is
+// natsx.ServicePublishDeny. docker compose's NATS configuration holds the
+// same (deploy/composetest checks).
+func NATSPermissions(name string) (pub, sub []string) {
+	own := append([]string{}, NATSPublish[name]...)
+	for _, c := range NATSConsumers[name] {
+		own = append(own, natsx.DurableConsumerAPI(natsx.StreamEvents, c[0], c[1])...)
+	}
+	return natsx.ServicePermissions(own, NATSSubscribe[name])
+}
 
 // OpsUser is the NATS user for operators' read-only tools.
 const OpsUser = "ops"

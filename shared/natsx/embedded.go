@@ -97,9 +97,15 @@ func serviceJetStreamAPI() []string {
 		"$JS.API.STREAM.INFO.*", // stream and bucket lookups
 		"$JS.API.STREAM.NAMES",  // stream by subject
 		"$JS.API.STREAM.LIST",
-		"$JS.API.STREAM.MSG.GET.*", // bucket reads without direct get
-		"$JS.API.DIRECT.GET.>",     // bucket reads
-		"$JS.API.CONSUMER.>",       // durable consumers, the bucket's watcher
+		// The revocation bucket: reads, and the watcher's ordered consumer.
+		"$JS.API.STREAM.MSG.GET.KV_" + BucketRevocations,
+		"$JS.API.DIRECT.GET.KV_" + BucketRevocations + ".>",
+		"$JS.API.CONSUMER.CREATE.KV_" + BucketRevocations,
+		"$JS.API.CONSUMER.*.KV_" + BucketRevocations + ".>",
+		// Durable consumers of RAMPART_EVENTS are per service
+		// (DurableConsumerAPI): with all of $JS.API.CONSUMER.> any service
+		// could read every domain event, or delete or re-filter another
+		// service's durable and so stall, say, the erasure saga.
 	}
 	// EnsureStreams: the contract's streams only.
 	for _, c := range StreamConfigs() {
@@ -114,6 +120,18 @@ func serviceJetStreamAPI() []string {
 // pending bytes is reached — a burst of revocations would stall the
 // watcher for good, and revoked tokens keep working.
 const jsFlowControl = "$JS.FC.>"
+
+// DurableConsumerAPI is what a service needs to run its durable consumer
+// name on stream, filtered to subject (shared/consumer): create it with
+// exactly that filter, pull from it, and read its info. Add it to the
+// service's publish list.
+func DurableConsumerAPI(stream, name, subject string) []string {
+	return []string{
+		"$JS.API.CONSUMER.CREATE." + stream + "." + name + "." + subject,
+		"$JS.API.CONSUMER.MSG.NEXT." + stream + "." + name,
+		"$JS.API.CONSUMER.INFO." + stream + "." + name,
+	}
+}
 
 // OpsPermissions are ServicePermissions with the whole JetStream API, for
 // operators' tools and the audit trail (their deny list is

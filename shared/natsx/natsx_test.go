@@ -442,7 +442,7 @@ func TestPermissions(t *testing.T) {
 		})
 	}
 	svcPub, svcSub := natsx.ServicePermissions([]string{"rampart.events.order-service.>"}, []string{"rampart.events.>"})
-	if !contains(svcPub, "$JS.API.CONSUMER.>") || !contains(svcPub, "$JS.API.STREAM.CREATE."+natsx.StreamSecurity) || contains(svcPub, "$JS.API.>") ||
+	if !contains(svcPub, "$JS.API.CONSUMER.*.KV_"+natsx.BucketRevocations+".>") || contains(svcPub, "$JS.API.CONSUMER.>") || !contains(svcPub, "$JS.API.STREAM.CREATE."+natsx.StreamSecurity) || contains(svcPub, "$JS.API.>") ||
 		!contains(svcPub, "$JS.ACK.>") || !contains(svcSub, "_INBOX.>") {
 		t.Fatalf("ServicePermissions(pub %v, sub %v) lacks the JetStream API, acks or inbox", svcPub, svcSub)
 	}
@@ -692,6 +692,42 @@ func TestPermissions(t *testing.T) {
 		}
 		if _, err := adminJS.Consumer(ctx, natsx.StreamSecurity, "audit-trail"); err != nil {
 			t.Errorf("the audit trail's consumer is gone: %v", err)
+		}
+	})
+	// Durable consumers of RAMPART_EVENTS are granted per service
+	// (DurableConsumerAPI); another's is out of reach, and so is a consumer
+	// of one's own that would read every domain event.
+	t.Run("a service can neither read the domain events nor touch another's consumer", func(t *testing.T) {
+		if _, err := adminJS.CreateOrUpdateConsumer(ctx, natsx.StreamEvents, jetstream.ConsumerConfig{
+			Durable: "user-service-account-created", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "rampart.events.account.created",
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var v violations
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc.SetErrorHandler(v.handler)
+		js := newJS(t, nc)
+		attempts := map[string]func(context.Context) error{
+			"$JS.API.CONSUMER.DELETE." + natsx.StreamEvents + ".user-service-account-created": func(ctx context.Context) error {
+				return js.DeleteConsumer(ctx, natsx.StreamEvents, "user-service-account-created")
+			},
+			"$JS.API.CONSUMER.CREATE." + natsx.StreamEvents + ".spy": func(ctx context.Context) error {
+				_, err := js.CreateOrUpdateConsumer(ctx, natsx.StreamEvents, jetstream.ConsumerConfig{Durable: "spy", AckPolicy: jetstream.AckExplicitPolicy})
+				return err
+			},
+		}
+		for subject, attempt := range attempts {
+			actx, acancel := context.WithTimeout(ctx, time.Second)
+			err := attempt(actx)
+			acancel()
+			if err == nil {
+				t.Errorf("%s succeeded", subject)
+				continue
+			}
+			v.requireViolation(t, subject)
+		}
+		if _, err := adminJS.Consumer(ctx, natsx.StreamEvents, "user-service-account-created"); err != nil {
+			t.Errorf("user-service's consumer is gone: %v", err)
 		}
 	})
 	// A stream of its own that sources (or mirrors) another copies that
