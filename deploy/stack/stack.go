@@ -491,7 +491,7 @@ func NATSPermissions(name string) (pub, sub []string) {
 	for _, c := range NATSConsumers[name] {
 		own = append(own, natsx.DurableConsumerAPI(natsx.StreamEvents, c[0], c[1])...)
 	}
-	return natsx.ServicePermissions(own, NATSSubscribe[name])
+	return natsx.ServicePermissions(name, own, NATSSubscribe[name])
 }
 
 // OpsUser is the NATS user for operators' read-only tools.

@@ -76,19 +76,28 @@ func ServicePublishDeny() []string {
 	return append(DestructiveJetStreamAPI(), SecurityStreamReadAPI()...)
 }
 
-// ServicePermissions completes a service's own subjects with what a
+// ServicePermissions completes service name's own subjects with what a
 // JetStream client needs — the parts of the JetStream API that EnsureStreams,
 // durable consumers and the revocation bucket use, acknowledgements, and
-// replies on _INBOX. Not the whole API: with $JS.API.> a service could
+// replies on its own inbox. Not the whole API: with $JS.API.> a service could
 // create a stream of its own that sources or mirrors another (a copy it
 // may read), or snapshot one. What remains is denied separately
 // (ServicePublishDeny).
-func ServicePermissions(publish, subscribe []string) (pub, sub []string) {
+//
+// Replies go to the service's own inbox prefix (InboxPrefix(name), which
+// the service sets with Options.InboxPrefix): with the shared _INBOX.> any
+// service could listen to every other's replies — pull deliveries of
+// domain events, bucket reads, JetStream API answers.
+func ServicePermissions(name string, publish, subscribe []string) (pub, sub []string) {
 	pub = append(append([]string{}, publish...), serviceJetStreamAPI()...)
 	pub = append(pub, "$JS.ACK.>", jsFlowControl)
-	sub = append(append([]string{}, subscribe...), "_INBOX.>")
+	sub = append(append([]string{}, subscribe...), InboxPrefix(name)+".>")
 	return pub, sub
 }
+
+// InboxPrefix is service name's reply-subject prefix (Options.InboxPrefix,
+// ServicePermissions).
+func InboxPrefix(name string) string { return "_INBOX_" + name }
 
 // serviceJetStreamAPI is the JetStream API a service uses.
 func serviceJetStreamAPI() []string {

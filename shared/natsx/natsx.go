@@ -33,7 +33,11 @@ type Options struct {
 	// TLS, when set, is used for the connection (tls:// URLs).
 	TLS            *tls.Config
 	User, Password string
-	Logger         *slog.Logger
+	// InboxPrefix, when set, replaces _INBOX as the prefix of reply
+	// subjects: services use InboxPrefix(name), the only inbox their NATS
+	// permissions let them subscribe to (ServicePermissions).
+	InboxPrefix string
+	Logger      *slog.Logger
 }
 
 // Connect dials NATS and keeps reconnecting for as long as the process
@@ -73,6 +77,9 @@ func Connect(ctx context.Context, o Options) (*nats.Conn, error) {
 	}
 	if o.User != "" {
 		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	// nats.Connect does not take a context; retry until it succeeds or ctx
 	// ends, since devstack and compose start NATS and services together.

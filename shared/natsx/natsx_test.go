@@ -441,9 +441,9 @@ func TestPermissions(t *testing.T) {
 			t.Skip("the machine's NATS server at " + externalEnv + " runs without authentication: its users and permissions are its own configuration, which a test cannot set")
 		})
 	}
-	svcPub, svcSub := natsx.ServicePermissions([]string{"rampart.events.order-service.>"}, []string{"rampart.events.>"})
+	svcPub, svcSub := natsx.ServicePermissions("order-service", []string{"rampart.events.order-service.>"}, []string{"rampart.events.>"})
 	if !contains(svcPub, "$JS.API.CONSUMER.*.KV_"+natsx.BucketRevocations+".>") || contains(svcPub, "$JS.API.CONSUMER.>") || !contains(svcPub, "$JS.API.STREAM.CREATE."+natsx.StreamSecurity) || contains(svcPub, "$JS.API.>") ||
-		!contains(svcPub, "$JS.ACK.>") || !contains(svcSub, "_INBOX.>") {
+		!contains(svcPub, "$JS.ACK.>") || !contains(svcSub, natsx.InboxPrefix("order-service")+".>") || contains(svcSub, "_INBOX.>") {
 		t.Fatalf("ServicePermissions(pub %v, sub %v) lacks the JetStream API, acks or inbox", svcPub, svcSub)
 	}
 	srv := startEmbedded(t, natsx.EmbeddedOptions{Users: []natsx.User{
@@ -482,7 +482,7 @@ func TestPermissions(t *testing.T) {
 	})
 
 	t.Run("a service publishes and subscribes within its lists", func(t *testing.T) {
-		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order", InboxPrefix: natsx.InboxPrefix("order-service")})
 		sub, err := nc.SubscribeSync("rampart.events.>")
 		if err != nil {
 			t.Fatal(err)
@@ -504,7 +504,7 @@ func TestPermissions(t *testing.T) {
 
 	t.Run("publishing outside the publish list is a permissions violation", func(t *testing.T) {
 		var v violations
-		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order", InboxPrefix: natsx.InboxPrefix("order-service")})
 		nc.SetErrorHandler(v.handler)
 		watch, err := admin.SubscribeSync("rampart.events.user-service.>")
 		if err != nil {
@@ -521,7 +521,7 @@ func TestPermissions(t *testing.T) {
 
 	t.Run("subscribing outside the subscribe list is a permissions violation", func(t *testing.T) {
 		var v violations
-		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order", InboxPrefix: natsx.InboxPrefix("order-service")})
 		nc.SetErrorHandler(v.handler)
 		if _, err := nc.SubscribeSync("rampart.security.>"); err != nil {
 			t.Fatal(err)
@@ -557,7 +557,7 @@ func TestPermissions(t *testing.T) {
 		before := info.State.Msgs
 
 		var v violations
-		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order", InboxPrefix: natsx.InboxPrefix("order-service")})
 		nc.SetErrorHandler(v.handler)
 		js := newJS(t, nc)
 		attempts := map[string]func(context.Context) error{
@@ -614,7 +614,7 @@ func TestPermissions(t *testing.T) {
 			}
 		}
 		var v violations
-		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order", InboxPrefix: natsx.InboxPrefix("order-service")})
 		nc.SetErrorHandler(v.handler)
 		js := newJS(t, nc)
 		for _, name := range []string{natsx.StreamSecurity, "KV_" + natsx.BucketRevocations} {
@@ -658,7 +658,7 @@ func TestPermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 		var v violations
-		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order", InboxPrefix: natsx.InboxPrefix("order-service")})
 		nc.SetErrorHandler(v.handler)
 		js := newJS(t, nc)
 		attempts := map[string]func(context.Context) error{
@@ -694,6 +694,23 @@ func TestPermissions(t *testing.T) {
 			t.Errorf("the audit trail's consumer is gone: %v", err)
 		}
 	})
+	// Replies (JetStream API answers, pull deliveries of domain events,
+	// bucket reads) go to the requester's inbox: one prefix per service, so
+	// no service can listen to another's.
+	t.Run("a service cannot listen to another's inbox", func(t *testing.T) {
+		var v violations
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order", InboxPrefix: natsx.InboxPrefix("order-service")})
+		nc.SetErrorHandler(v.handler)
+		for _, subj := range []string{"_INBOX.>", natsx.InboxPrefix("user-service") + ".>"} {
+			if _, err := nc.SubscribeSync(subj); err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			v.requireViolation(t, fmt.Sprintf("Subscription to %q", subj))
+		}
+	})
 	// Durable consumers of RAMPART_EVENTS are granted per service
 	// (DurableConsumerAPI); another's is out of reach, and so is a consumer
 	// of one's own that would read every domain event.
@@ -704,7 +721,7 @@ func TestPermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 		var v violations
-		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order", InboxPrefix: natsx.InboxPrefix("order-service")})
 		nc.SetErrorHandler(v.handler)
 		js := newJS(t, nc)
 		attempts := map[string]func(context.Context) error{
@@ -736,7 +753,7 @@ func TestPermissions(t *testing.T) {
 	// contract's streams (EnsureStreams).
 	t.Run("a service cannot copy a stream into one of its own", func(t *testing.T) {
 		var v violations
-		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order"})
+		nc := connect(t, natsx.Options{URL: url, User: "order-service", Password: "s3cret-order", InboxPrefix: natsx.InboxPrefix("order-service")})
 		nc.SetErrorHandler(v.handler)
 		js := newJS(t, nc)
 		for _, src := range []string{natsx.StreamSecurity, natsx.StreamEvents} {
@@ -927,7 +944,7 @@ func TestConnectGivesUpWhenTheContextEnds(t *testing.T) {
 // working. 4 MB of updates is well past the window.
 func TestABucketWatcherKeepsUpWithABurst(t *testing.T) {
 	t.Parallel()
-	pub, sub := natsx.ServicePermissions([]string{"rampart.security.gateway.>"}, []string{"rampart.revocations"})
+	pub, sub := natsx.ServicePermissions("gateway", []string{"rampart.security.gateway.>"}, []string{"rampart.revocations"})
 	srv := startEmbedded(t, natsx.EmbeddedOptions{Users: []natsx.User{
 		{Name: "gateway", Password: "s3cret-gateway", Publish: pub, Subscribe: sub, PublishDeny: natsx.ServicePublishDeny()},
 		{Name: "admin", Password: "s3cret-admin", Publish: []string{">"}, Subscribe: []string{">"}},
@@ -943,7 +960,7 @@ func TestABucketWatcherKeepsUpWithABurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	var v violations
-	nc := connect(t, natsx.Options{URL: srv.ClientURL(), User: "gateway", Password: "s3cret-gateway"})
+	nc := connect(t, natsx.Options{URL: srv.ClientURL(), User: "gateway", Password: "s3cret-gateway", InboxPrefix: natsx.InboxPrefix("gateway")})
 	nc.SetErrorHandler(v.handler)
 	kv, err := newJS(t, nc).KeyValue(ctx, natsx.BucketRevocations)
 	if err != nil {

@@ -126,6 +126,9 @@ func New(ctx context.Context, o Options) (rt *Runtime, err error) {
 
 	if rt.NATS, err = natsx.Connect(ctx, natsx.Options{
 		URL: c.NATSURL, Name: c.Service, TLS: rt.natsTLS(), User: c.NATSUser, Password: c.NATSPassword, Logger: rt.Log,
+		// Replies on this service's own inbox: its NATS permissions allow
+		// no other (natsx.ServicePermissions).
+		InboxPrefix: natsx.InboxPrefix(c.Service),
 	}); err != nil {
 		return nil, fmt.Errorf("connect NATS: %w", err)
 	}

@@ -231,7 +231,7 @@ func TestRunAppendsUntilStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	auditPub, auditSub := natsx.OpsPermissions(nil, []string{"rampart.>"})
-	svcPub, svcSub := natsx.ServicePermissions([]string{"rampart.security.gateway.>"}, nil)
+	svcPub, svcSub := natsx.ServicePermissions("gateway", []string{"rampart.security.gateway.>"}, nil)
 	srv, err := natsx.StartEmbedded(natsx.EmbeddedOptions{StoreDir: t.TempDir(), TLS: srvCert, Users: []natsx.User{
 		{Name: "ops", Password: "ops-pw", Publish: auditPub, Subscribe: auditSub, PublishDeny: natsx.DestructiveJetStreamAPI()},
 		{Name: "gateway", Password: "gw-pw", Publish: svcPub, Subscribe: svcSub},
@@ -259,7 +259,7 @@ func TestRunAppendsUntilStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := natsx.Connect(ctx, natsx.Options{URL: srv.ClientURL(), Name: "gateway", User: "gateway", Password: "gw-pw", TLS: clientTLS(pool)})
+	nc, err := natsx.Connect(ctx, natsx.Options{URL: srv.ClientURL(), Name: "gateway", User: "gateway", Password: "gw-pw", TLS: clientTLS(pool), InboxPrefix: natsx.InboxPrefix("gateway")})
 	if err != nil {
 		t.Fatal(err)
 	}
