@@ -1,39 +1,20 @@
 package app
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rampart-go/rampart/shared/config"
+	"github.com/rampart-go/rampart/shared/config/configtest"
 )
-
-func validEnv(t *testing.T) map[string]string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, f := range []string{"c.crt", "c.key", "ca.crt"} {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return map[string]string{
-		"RAMPART_PUBLIC_URL":   "https://127.0.0.1:8443",
-		"RAMPART_TLS_CERT":     filepath.Join(dir, "c.crt"),
-		"RAMPART_TLS_KEY":      filepath.Join(dir, "c.key"),
-		"RAMPART_TLS_CA":       filepath.Join(dir, "ca.crt"),
-		"RAMPART_NATS_URL":     "tls://127.0.0.1:14222",
-		"RAMPART_DATABASE_URL": "sqlite://" + filepath.Join(dir, "auth.db"),
-	}
-}
 
 // TestAccessTokenLifetimeIsCapped: at most 15 minutes, even with
 // RAMPART_INSECURE_DEV=1 — a longer token would outlive the revocation
 // records (16 minutes) that deny it, so a revocation would lapse.
 func TestAccessTokenLifetimeIsCapped(t *testing.T) {
 	t.Parallel()
-	env := validEnv(t)
+	env := configtest.Env(t)
 	cfg, err := LoadConfig(config.MapLookup(env))
 	if err != nil || cfg.AccessTokenTTL != 10*time.Minute {
 		t.Fatalf("defaults: %v, TTL %s", err, cfg.AccessTokenTTL)

@@ -1,34 +1,26 @@
 package app
 
 import (
-	"os"
-	"path/filepath"
+	"maps"
 	"runtime/debug"
 	"strings"
 	"testing"
 
 	"github.com/rampart-go/rampart/shared/config"
+	"github.com/rampart-go/rampart/shared/config/configtest"
 )
 
 func validEnv(t *testing.T) map[string]string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, f := range []string{"c.crt", "c.key", "ca.crt"} {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return map[string]string{
-		"RAMPART_PUBLIC_URL":         "https://127.0.0.1:8443",
-		"RAMPART_TLS_CERT":           filepath.Join(dir, "c.crt"),
-		"RAMPART_TLS_KEY":            filepath.Join(dir, "c.key"),
-		"RAMPART_TLS_CA":             filepath.Join(dir, "ca.crt"),
+	env := configtest.Env(t)
+	maps.Copy(env, map[string]string{
 		"RAMPART_NATS_URL":           "tls://127.0.0.1:14222",
 		"RAMPART_UPSTREAM_AUTH_URL":  "https://127.0.0.1:9441",
 		"RAMPART_UPSTREAM_USER_URL":  "https://127.0.0.1:9442",
 		"RAMPART_UPSTREAM_ORDER_URL": "https://127.0.0.1:9443",
 		"RAMPART_JWKS_URL":           "https://127.0.0.1:9441/.well-known/jwks.json",
-	}
+	})
+	return env
 }
 
 // TestLoadConfig: each upstream is required and must be https.

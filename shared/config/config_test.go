@@ -2,29 +2,11 @@ package config
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-)
 
-func validEnv(t *testing.T) map[string]string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, f := range []string{"c.crt", "c.key", "ca.crt"} {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return map[string]string{
-		"RAMPART_PUBLIC_URL":   "https://127.0.0.1:8443",
-		"RAMPART_TLS_CERT":     filepath.Join(dir, "c.crt"),
-		"RAMPART_TLS_KEY":      filepath.Join(dir, "c.key"),
-		"RAMPART_TLS_CA":       filepath.Join(dir, "ca.crt"),
-		"RAMPART_DATABASE_URL": "sqlite://data/x.db",
-		"RAMPART_NATS_URL":     "tls://nats.internal:4222",
-	}
-}
+	"github.com/rampart-go/rampart/shared/config/configtest"
+)
 
 // TestReadCommon: each missing or malformed variable gives one line naming
 // it; secrets are never echoed; insecure settings need RAMPART_INSECURE_DEV.
@@ -59,7 +41,7 @@ func TestReadCommon(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			env := validEnv(t)
+			env := configtest.Env(t)
 			if tc.value == "" {
 				delete(env, tc.key)
 			} else {
@@ -91,7 +73,7 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 
 func TestInsecureDevAllowsWithAWarning(t *testing.T) {
 	t.Parallel()
-	env := validEnv(t)
+	env := configtest.Env(t)
 	env["RAMPART_NATS_URL"] = "nats://nats.internal:4222"
 	env["RAMPART_INSECURE_DEV"] = "1"
 	r := NewReader(MapLookup(env))
@@ -109,7 +91,7 @@ func TestInsecureDevAllowsWithAWarning(t *testing.T) {
 // certificate.
 func TestInsecureDevCannotTurnOffClientCertificates(t *testing.T) {
 	t.Parallel()
-	env := validEnv(t)
+	env := configtest.Env(t)
 	env["RAMPART_INSECURE_DEV"] = "1"
 	env["RAMPART_REQUIRE_CLIENT_CERT"] = "false"
 	r := NewReader(MapLookup(env))
@@ -131,7 +113,7 @@ func TestDatabaseURLsThatAreSafe(t *testing.T) {
 		"postgres://u@[::1]/x?host=/var/run/postgresql",
 		"sqlite://data/x.db",
 	} {
-		env := validEnv(t)
+		env := configtest.Env(t)
 		env["RAMPART_DATABASE_URL"] = u
 		r := NewReader(MapLookup(env))
 		ReadCommon(r, "svc", "127.0.0.1:1", "127.0.0.1:2", true)
