@@ -408,6 +408,22 @@ func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
 }
 
 // requireViolation waits for a permissions violation whose text contains s.
+// requireRefused runs each attempt (keyed by the subject the server will
+// name) and requires that it fails with a permissions violation.
+func (v *violations) requireRefused(ctx context.Context, t *testing.T, attempts map[string]func(context.Context) error) {
+	t.Helper()
+	for subject, attempt := range attempts {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		err := attempt(actx)
+		cancel()
+		if err == nil {
+			t.Errorf("%s succeeded", subject)
+			continue
+		}
+		v.requireViolation(t, subject)
+	}
+}
+
 func (v *violations) requireViolation(t *testing.T, s string) {
 	t.Helper()
 	if err := v.waitFor(t, s); !errors.Is(err, nats.ErrPermissionViolation) {
@@ -680,16 +696,7 @@ func TestPermissions(t *testing.T) {
 				return err
 			},
 		}
-		for subject, attempt := range attempts {
-			actx, acancel := context.WithTimeout(ctx, time.Second)
-			err := attempt(actx)
-			acancel()
-			if err == nil {
-				t.Errorf("%s succeeded", subject)
-				continue
-			}
-			v.requireViolation(t, subject)
-		}
+		v.requireRefused(ctx, t, attempts)
 		if _, err := adminJS.Consumer(ctx, natsx.StreamSecurity, "audit-trail"); err != nil {
 			t.Errorf("the audit trail's consumer is gone: %v", err)
 		}
@@ -733,16 +740,7 @@ func TestPermissions(t *testing.T) {
 				return err
 			},
 		}
-		for subject, attempt := range attempts {
-			actx, acancel := context.WithTimeout(ctx, time.Second)
-			err := attempt(actx)
-			acancel()
-			if err == nil {
-				t.Errorf("%s succeeded", subject)
-				continue
-			}
-			v.requireViolation(t, subject)
-		}
+		v.requireRefused(ctx, t, attempts)
 		if _, err := adminJS.Consumer(ctx, natsx.StreamEvents, "user-service-account-created"); err != nil {
 			t.Errorf("user-service's consumer is gone: %v", err)
 		}
